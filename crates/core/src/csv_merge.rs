@@ -1,0 +1,305 @@
+//! CSV framing and merging, byte for byte. Each source file's header record
+//! is found with a real CSV parser (csv-core), so a quoted newline inside a
+//! header or a row never splits it; data rows are copied exactly as they
+//! are, never re-quoted. The rules: the first file's header is the header; a
+//! UTF-8 BOM is dropped; CRLF and LF are both accepted; a missing final
+//! newline is added; an empty or header-only file adds no row; a file whose
+//! header differs is skipped; a row whose field count differs is kept and
+//! counted.
+
+use csv_core::{ReadRecordResult, Reader};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// One record's place in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    /// Start of the record's first byte (blank lines before it excluded).
+    start: usize,
+    /// End of the record's content, terminator excluded.
+    content_end: usize,
+    /// End of the record including its terminator.
+    end: usize,
+    fields: usize,
+}
+
+/// Splits `data` into records. csv-core reports how many bytes each record
+/// consumed; the content and terminator are recovered from those bytes.
+fn records(data: &[u8]) -> Vec<Record> {
+    let mut reader = Reader::new();
+    let mut output = vec![0u8; data.len().max(64)];
+    let mut ends = vec![0usize; 64];
+    let mut records = Vec::new();
+    let mut pos = 0;
+    // A record may take several calls (the flush at end of input, a grown
+    // buffer); its output and field ends accumulate across them.
+    let (mut out_len, mut ends_len) = (0, 0);
+    let mut record_start: Option<usize> = None;
+    loop {
+        let input = &data[pos..];
+        let (result, nin, nout, nends) = reader.read_record(input, &mut output[out_len..], &mut ends[ends_len..]);
+        out_len += nout;
+        ends_len += nends;
+        if record_start.is_none() {
+            // Terminator bytes left over from the previous record, or blank
+            // lines, come before the record's first byte.
+            let skipped = input.iter().take(nin).take_while(|b| **b == b'\n' || **b == b'\r').count();
+            if skipped < nin || matches!(result, ReadRecordResult::Record) {
+                record_start = Some(pos + skipped);
+            }
+        }
+        pos += nin;
+        match result {
+            // Input is handed over whole; an empty slice tells csv-core the
+            // input ended, which flushes a last record without a terminator.
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::OutputFull => output.resize(output.len() * 2, 0),
+            ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            ReadRecordResult::Record => {
+                let start = record_start.take().unwrap_or(pos);
+                let mut end = pos;
+                // A CRLF may be split: csv-core stops at the CR and eats the LF
+                // with the next record; the LF belongs to this one.
+                if end > 0 && data[end - 1] == b'\r' && data.get(end) == Some(&b'\n') {
+                    end += 1;
+                }
+                let trailing = data[start..end].iter().rev().take_while(|b| **b == b'\n' || **b == b'\r').count();
+                let content_end = end - trailing;
+                records.push(Record { start, content_end, end, fields: ends_len });
+                pos = pos.max(end);
+                out_len = 0;
+                ends_len = 0;
+            }
+            ReadRecordResult::End => break,
+        }
+    }
+    records
+}
+
+/// What one source file contributed to a merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// Its data rows were appended; `odd_rows` of them have a field count
+    /// other than the header's.
+    Merged { rows: u64, odd_rows: u64 },
+    /// Zero bytes (or only a BOM and blank lines): no header, no rows.
+    Empty,
+    /// A header and no data rows.
+    HeaderOnly,
+    /// Its header is not the merge's header; nothing was appended.
+    HeaderMismatch { expected: String, found: String },
+}
+
+/// Appends source files to one merged CSV held in a buffer the caller
+/// drains (to upload a part) whenever it likes.
+#[derive(Debug, Default)]
+pub struct CsvMerger {
+    header: Option<Vec<u8>>,
+    header_fields: usize,
+    terminator: Vec<u8>,
+    buffer: Vec<u8>,
+    rows: u64,
+    bytes: u64,
+}
+
+impl CsvMerger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A merger whose header is already fixed (and already written), e.g.
+    /// when appending the outputs of earlier merges.
+    pub fn with_header(header: &[u8]) -> Self {
+        let mut merger = Self::new();
+        let data = header.strip_prefix(BOM).unwrap_or(header);
+        if let Some(first) = records(data).first() {
+            merger.header = Some(data[first.start..first.content_end].to_vec());
+            merger.header_fields = first.fields;
+            merger.terminator = terminator_of(&data[first.content_end..first.end]);
+        }
+        merger
+    }
+
+    /// The header record, without its terminator, once known.
+    pub fn header(&self) -> Option<&[u8]> {
+        self.header.as_deref()
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes produced so far, drained or not.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Takes what has been produced since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer)
+    }
+
+    /// Appends one source file.
+    pub fn push(&mut self, data: &[u8]) -> FileOutcome {
+        let data = data.strip_prefix(BOM).unwrap_or(data);
+        let records = records(data);
+        let Some(first) = records.first() else { return FileOutcome::Empty };
+        let header = &data[first.start..first.content_end];
+        match &self.header {
+            None => {
+                self.terminator = terminator_of(&data[first.content_end..first.end]);
+                self.header = Some(header.to_vec());
+                self.header_fields = first.fields;
+                let terminator = self.terminator.clone();
+                self.write(header);
+                self.write(&terminator);
+            }
+            Some(expected) if expected.as_slice() != header => {
+                return FileOutcome::HeaderMismatch {
+                    expected: String::from_utf8_lossy(expected).into_owned(),
+                    found: String::from_utf8_lossy(header).into_owned(),
+                };
+            }
+            Some(_) => {}
+        }
+        if records.len() == 1 {
+            return FileOutcome::HeaderOnly;
+        }
+        let mut odd_rows = 0;
+        for record in &records[1..] {
+            self.write(&data[record.start..record.end]);
+            if record.end == record.content_end {
+                let terminator = self.terminator.clone();
+                self.write(&terminator);
+            }
+            if record.fields != self.header_fields {
+                odd_rows += 1;
+            }
+        }
+        let rows = (records.len() - 1) as u64;
+        self.rows += rows;
+        FileOutcome::Merged { rows, odd_rows }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+        self.bytes += bytes.len() as u64;
+    }
+}
+
+/// The header's line ending is the merge's: a header without one (a
+/// header-only file with no final newline) gives LF.
+fn terminator_of(bytes: &[u8]) -> Vec<u8> {
+    if bytes.is_empty() { b"\n".to_vec() } else { bytes.to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merge(files: &[&[u8]]) -> (String, Vec<FileOutcome>) {
+        let mut merger = CsvMerger::new();
+        let outcomes = files.iter().map(|f| merger.push(f)).collect();
+        (String::from_utf8_lossy(&merger.take()).into_owned(), outcomes)
+    }
+
+    #[test]
+    fn header_once_rows_in_order() {
+        let (out, outcomes) = merge(&[b"a,b\n1,2\n", b"a,b\n3,4\n"]);
+        assert_eq!(out, "a,b\n1,2\n3,4\n");
+        assert_eq!(outcomes[0], FileOutcome::Merged { rows: 1, odd_rows: 0 });
+    }
+
+    #[test]
+    fn bom_is_dropped_and_headers_still_match() {
+        let (out, outcomes) = merge(&[b"\xEF\xBB\xBFa,b\n1,2\n", b"a,b\n3,4\n", b"\xEF\xBB\xBFa,b\n5,6\n"]);
+        assert_eq!(out, "a,b\n1,2\n3,4\n5,6\n");
+        assert!(outcomes.iter().all(|o| matches!(o, FileOutcome::Merged { rows: 1, .. })));
+    }
+
+    #[test]
+    fn crlf_and_lf_mixed() {
+        let (out, outcomes) = merge(&[b"a,b\r\n1,2\r\n", b"a,b\n3,4\n", b"a,b\r\n5,6"]);
+        assert_eq!(out, "a,b\r\n1,2\r\n3,4\n5,6\r\n");
+        assert_eq!(outcomes[2], FileOutcome::Merged { rows: 1, odd_rows: 0 });
+    }
+
+    #[test]
+    fn quoted_fields_pass_through_byte_for_byte() {
+        let row = b"\"x, y\",\"say \"\"hi\"\"\",\"line1\nline2\"\n";
+        let mut file = b"a,b,c\n".to_vec();
+        file.extend_from_slice(row);
+        let (out, outcomes) = merge(&[&file]);
+        assert_eq!(out.as_bytes(), file.as_slice());
+        assert_eq!(outcomes[0], FileOutcome::Merged { rows: 1, odd_rows: 0 });
+    }
+
+    #[test]
+    fn a_quoted_newline_inside_the_header() {
+        let (out, outcomes) = merge(&[b"\"a\nb\",c\n1,2\n", b"\"a\nb\",c\r\n3,4\r\n"]);
+        assert_eq!(out, "\"a\nb\",c\n1,2\n3,4\r\n");
+        assert_eq!(outcomes[1], FileOutcome::Merged { rows: 1, odd_rows: 0 });
+    }
+
+    #[test]
+    fn missing_final_newline_is_added() {
+        let (out, _) = merge(&[b"a,b\n1,2", b"a,b\n3,4"]);
+        assert_eq!(out, "a,b\n1,2\n3,4\n");
+    }
+
+    #[test]
+    fn empty_and_header_only_files_add_no_row() {
+        let (out, outcomes) = merge(&[b"", b"a,b\n", b"a,b", b"\xEF\xBB\xBF", b"\n\n", b"a,b\n1,2\n"]);
+        assert_eq!(out, "a,b\n1,2\n");
+        assert_eq!(
+            outcomes,
+            vec![
+                FileOutcome::Empty,
+                FileOutcome::HeaderOnly,
+                FileOutcome::HeaderOnly,
+                FileOutcome::Empty,
+                FileOutcome::Empty,
+                FileOutcome::Merged { rows: 1, odd_rows: 0 }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_different_header_is_skipped() {
+        let (out, outcomes) = merge(&[b"a,b\n1,2\n", b"a,c\n9,9\n", b"a,b\n3,4\n"]);
+        assert_eq!(out, "a,b\n1,2\n3,4\n");
+        assert_eq!(outcomes[1], FileOutcome::HeaderMismatch { expected: "a,b".into(), found: "a,c".into() });
+    }
+
+    #[test]
+    fn odd_field_counts_are_kept_and_counted() {
+        let (out, outcomes) = merge(&[b"a,b\n1,2,3\n4\n5,6\n"]);
+        assert_eq!(out, "a,b\n1,2,3\n4\n5,6\n");
+        assert_eq!(outcomes[0], FileOutcome::Merged { rows: 3, odd_rows: 2 });
+    }
+
+    #[test]
+    fn blank_lines_between_rows_are_not_rows() {
+        let (out, outcomes) = merge(&[b"a,b\n1,2\n\n3,4\n\n"]);
+        assert_eq!(out, "a,b\n1,2\n3,4\n");
+        assert_eq!(outcomes[0], FileOutcome::Merged { rows: 2, odd_rows: 0 });
+    }
+
+    #[test]
+    fn with_header_appends_without_repeating_it() {
+        let mut merger = CsvMerger::with_header(b"a,b\r\n");
+        assert_eq!(merger.push(b"a,b\r\n1,2\r\n"), FileOutcome::Merged { rows: 1, odd_rows: 0 });
+        assert_eq!(merger.take(), b"1,2\r\n");
+    }
+
+    #[test]
+    fn invalid_utf8_and_binary_do_not_panic() {
+        let (_, outcomes) = merge(&[b"a,b\n\xFF\xFE,1\n", b"\x00\x01\x02\"\n"]);
+        assert_eq!(outcomes[0], FileOutcome::Merged { rows: 1, odd_rows: 0 });
+        assert!(matches!(outcomes[1], FileOutcome::HeaderMismatch { .. }));
+    }
+}

@@ -1,0 +1,27 @@
+//! s3mm-core holds everything s3mm knows about S3 and nothing about how it is
+//! invoked: configuration read from the environment, a client built from the
+//! standard AWS configuration chain, streamed listings, the mapping from a
+//! source key to its destination key, the safe move of one object, bounded
+//! concurrent fetches that keep input order, and batched deletes. The Lambda
+//! crates and the CLI are thin shells over this crate, so every S3 rule lives
+//! in one place and is tested once.
+
+pub mod client;
+pub mod config;
+pub mod csv_merge;
+pub mod delete;
+pub mod error;
+pub mod fetch;
+pub mod keys;
+pub mod list;
+pub mod logging;
+pub mod transfer;
+
+pub use client::{ClientSettings, build_client, client_for_endpoint, load_client};
+pub use config::{ConfigError, LogFormat, MergeConfig, MoverConfig};
+pub use delete::{DeleteFailure, DeleteReport, delete_many};
+pub use error::{CopyError, DeleteError, GetError, HeadError, ListError, MoveError, S3Failure};
+pub use fetch::{Fetched, fetch_many};
+pub use keys::{KeyError, KeyMapping, decode_event_key, encode_copy_source};
+pub use list::{ListOptions, ObjectSummary, list_objects};
+pub use transfer::{KeptReason, MoveOutcome, MoveRequest, Mover, SkipReason};

@@ -1,0 +1,25 @@
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use mover::{Handler, metrics};
+use s3mm_core::client::{ClientSettings, load_client};
+use s3mm_core::{LogFormat, MoverConfig, Mover};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    s3mm_core::logging::init(LogFormat::from_env()?);
+    let config = MoverConfig::from_env()?;
+    let client = load_client(&ClientSettings::from_env()).await;
+    let handler = Handler::new(Mover::new(client, config));
+    let collector = metrics::init();
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let request_id = event.context.request_id.clone();
+        let result = handler.handle(&event.payload, &request_id).await;
+        if let Some(collector) = collector {
+            let tally = result.as_ref().map_or_else(mover::HandlerError::tally, |response| response.tally);
+            metrics::emit(collector, &tally, &request_id);
+        }
+        result.map(|response| response.body).map_err(Diagnostic::from)
+    }))
+    .await
+}

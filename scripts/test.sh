@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs every test: formatting, lints, and
+# the whole workspace's tests against local-s3 over HTTP, including the ones
+# that drive the Lambda binaries under cargo-lambda's runtime emulator.
+# This is the README's test command and exactly what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Pinned tool versions (PyPI).
+CARGO_LAMBDA_VERSION=1.9.2
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools into .venv/"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/cargo-lambda lambda --version 2>/dev/null | grep -q "cargo-lambda $CARGO_LAMBDA_VERSION"; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+cargo --version
+cargo lambda --version
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (including the cargo-lambda tests)"
+# The binaries must exist before the tests that start them as processes.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked -- --include-ignored
