@@ -214,7 +214,8 @@ mod tests {
 
     #[test]
     fn invalid_values_name_variable_and_value() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (&[("DEST_BUCKET", "Bad_Bucket")], "DEST_BUCKET", "Bad_Bucket"),
             (&[("DEST_BUCKET", "ok-bucket"), ("DELETE_SOURCE", "maybe")], "DELETE_SOURCE", "maybe"),
             (&[("DEST_BUCKET", "ok-bucket"), ("FETCH_CONCURRENCY", "0")], "FETCH_CONCURRENCY", "0"),

@@ -107,17 +107,28 @@ impl CsvMerger {
         Self::default()
     }
 
-    /// A merger whose header is already fixed (and already written), e.g.
-    /// when appending the outputs of earlier merges.
+    /// A merger whose header is fixed in advance and written at once: the
+    /// run's header, so every batch of a run agrees on it, or the header of
+    /// earlier merges' outputs being concatenated. `header` is a header
+    /// record, with or without its line ending (LF when without).
     pub fn with_header(header: &[u8]) -> Self {
         let mut merger = Self::new();
         let data = header.strip_prefix(BOM).unwrap_or(header);
         if let Some(first) = records(data).first() {
-            merger.header = Some(data[first.start..first.content_end].to_vec());
+            let record = &data[first.start..first.content_end];
+            merger.header = Some(record.to_vec());
             merger.header_fields = first.fields;
             merger.terminator = terminator_of(&data[first.content_end..first.end]);
+            let terminator = merger.terminator.clone();
+            merger.write(record);
+            merger.write(&terminator);
         }
         merger
+    }
+
+    /// The header record with its line ending, as written to the output.
+    pub fn header_line(&self) -> Option<Vec<u8>> {
+        self.header.as_ref().map(|h| [h.as_slice(), &self.terminator].concat())
     }
 
     /// The header record, without its terminator, once known.
@@ -293,7 +304,9 @@ mod tests {
     fn with_header_appends_without_repeating_it() {
         let mut merger = CsvMerger::with_header(b"a,b\r\n");
         assert_eq!(merger.push(b"a,b\r\n1,2\r\n"), FileOutcome::Merged { rows: 1, odd_rows: 0 });
-        assert_eq!(merger.take(), b"1,2\r\n");
+        assert_eq!(merger.push(b"a,b\n3,4"), FileOutcome::Merged { rows: 1, odd_rows: 0 });
+        assert_eq!(merger.take(), b"a,b\r\n1,2\r\n3,4\r\n");
+        assert_eq!(CsvMerger::with_header(b"x").header_line().as_deref(), Some(&b"x\n"[..]));
     }
 
     #[test]

@@ -180,15 +180,20 @@ pub enum MoveError {
     Head(#[from] HeadError),
     #[error(transparent)]
     Delete(#[from] DeleteError),
-    #[error("multipart copy s3://{src_bucket}/{src_key} -> s3://{dst_bucket}/{dst_key} failed at {step}: {failure}")]
-    Multipart {
-        src_bucket: String,
-        src_key: String,
-        dst_bucket: String,
-        dst_key: String,
-        step: &'static str,
-        failure: S3Failure,
-    },
+    #[error(transparent)]
+    Multipart(Box<MultipartCopyError>),
+}
+
+/// Boxed inside [`MoveError`]: it names both objects and the failed step.
+#[derive(Debug, thiserror::Error)]
+#[error("multipart copy s3://{src_bucket}/{src_key} -> s3://{dst_bucket}/{dst_key} failed at {step}: {failure}")]
+pub struct MultipartCopyError {
+    pub src_bucket: String,
+    pub src_key: String,
+    pub dst_bucket: String,
+    pub dst_key: String,
+    pub step: &'static str,
+    pub failure: S3Failure,
 }
 
 impl MoveError {
@@ -199,8 +204,22 @@ impl MoveError {
             Self::Head(HeadError::Failed { failure, .. }) | Self::Delete(DeleteError::Failed { failure, .. }) => {
                 failure.is_transient()
             }
-            Self::Multipart { failure, .. } => failure.is_transient(),
+            Self::Multipart(err) => err.failure.is_transient(),
             _ => false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("writing s3://{bucket}/{key} failed at {step}: {failure}")]
+    Failed { bucket: String, key: String, step: &'static str, failure: S3Failure },
+}
+
+impl PutError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Failed { failure, .. } => failure.is_transient(),
         }
     }
 }

@@ -6,7 +6,10 @@ use crate::error::{ListError, S3Failure};
 use crate::keys::decode_event_key;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::EncodingType;
-use futures::{Stream, TryStreamExt, stream};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt, stream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectSummary {
@@ -28,6 +31,8 @@ pub struct ListOptions {
     pub exclude_prefix: Option<String>,
     /// Page size; S3 caps it at 1,000.
     pub page_size: Option<i32>,
+    /// Counts the ListObjectsV2 calls made, for reports.
+    pub pages: Option<Arc<AtomicU64>>,
 }
 
 /// Every object under `prefix`, page by page, in key order.
@@ -36,7 +41,7 @@ pub fn list_objects(
     bucket: &str,
     prefix: &str,
     options: ListOptions,
-) -> impl Stream<Item = Result<ObjectSummary, ListError>> + Send + 'static {
+) -> BoxStream<'static, Result<ObjectSummary, ListError>> {
     struct State {
         client: Client,
         bucket: String,
@@ -68,6 +73,9 @@ pub fn list_objects(
             Some(token) => request.continuation_token(token),
             None => request.set_start_after(st.options.start_after.clone()),
         };
+        if let Some(pages) = &st.options.pages {
+            pages.fetch_add(1, Ordering::Relaxed);
+        }
         let page = request.send().await.map_err(|err| {
             let failure = S3Failure::from_sdk(&err);
             if failure.is_no_such_bucket() {
@@ -104,4 +112,5 @@ pub fn list_objects(
         Ok(Some((stream::iter(objects.into_iter().map(Ok::<_, ListError>)), st)))
     })
     .try_flatten()
+    .boxed()
 }

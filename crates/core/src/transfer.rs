@@ -14,7 +14,7 @@
 //!   destination prefix of the same bucket, is skipped, never deleted.
 
 use crate::config::MoverConfig;
-use crate::error::{CopyError, DeleteError, HeadError, MoveError, S3Failure};
+use crate::error::{CopyError, DeleteError, HeadError, MoveError, MultipartCopyError, S3Failure};
 use crate::keys::{KeyMapping, encode_copy_source};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -346,13 +346,15 @@ impl Mover {
         {
             return Ok(MoveOutcome::Skipped { reason: SkipReason::SourceChanged { event_etag: event_etag.clone() } });
         }
-        let fail = |step: &'static str, failure: S3Failure| MoveError::Multipart {
-            src_bucket: request.bucket.clone(),
-            src_key: request.key.clone(),
-            dst_bucket: dest_bucket.clone(),
-            dst_key: dest_key.to_owned(),
-            step,
-            failure,
+        let fail = |step: &'static str, failure: S3Failure| {
+            MoveError::Multipart(Box::new(MultipartCopyError {
+                src_bucket: request.bucket.clone(),
+                src_key: request.key.clone(),
+                dst_bucket: dest_bucket.clone(),
+                dst_key: dest_key.to_owned(),
+                step,
+                failure,
+            }))
         };
         let tags = self
             .client
@@ -431,8 +433,8 @@ impl Mover {
             {
                 tracing::warn!(bucket = %dest_bucket, key = %dest_key, upload_id, error = %S3Failure::from_sdk(&abort), "abort failed");
             }
-            if let MoveError::Multipart { failure, .. } = &err
-                && failure.is_precondition_failed()
+            if let MoveError::Multipart(multipart) = &err
+                && multipart.failure.is_precondition_failed()
             {
                 let event_etag = request.etag.clone().unwrap_or(source_etag);
                 return Ok(MoveOutcome::Skipped { reason: SkipReason::SourceChanged { event_etag } });

@@ -35,7 +35,11 @@ async fn fixture() -> Fixture {
 }
 
 fn fast_retries() -> ClientSettings {
-    ClientSettings { initial_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(50), ..Default::default() }
+    ClientSettings {
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        ..Default::default()
+    }
 }
 
 fn no_retries() -> ClientSettings {
@@ -100,6 +104,7 @@ async fn lists_every_page_with_suffix_start_after_and_exclusion() {
         start_after: Some("in/00099.csv".into()),
         exclude_prefix: Some("in/out/".into()),
         page_size: Some(500),
+        ..ListOptions::default()
     };
     let filtered: Vec<_> = list_objects(&f.client, "src", "in/", options).collect().await;
     let filtered: Vec<_> = filtered.into_iter().map(|r| r.expect("page")).collect();
@@ -111,7 +116,7 @@ async fn lists_every_page_with_suffix_start_after_and_exclusion() {
 #[tokio::test]
 async fn listing_a_missing_bucket_names_it() {
     let f = fixture().await;
-    let first = Box::pin(list_objects(&f.client, "no-such-bucket", "p/", ListOptions::default())).next().await;
+    let first = list_objects(&f.client, "no-such-bucket", "p/", ListOptions::default()).next().await;
     let err = first.expect("one item").expect_err("missing bucket");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
 }
@@ -138,7 +143,14 @@ async fn moves_every_odd_key_byte_for_byte_with_metadata_and_tags() {
         let full = format!("in/{key}");
         let outcome = mover.move_object(&request(&f, &full)).await.expect("moved");
         let dest_key = format!("out/{key}");
-        assert_eq!(outcome, MoveOutcome::Moved { dest_bucket: "dst".into(), dest_key: dest_key.clone(), bytes: outcome_bytes(&outcome) });
+        assert_eq!(
+            outcome,
+            MoveOutcome::Moved {
+                dest_bucket: "dst".into(),
+                dest_key: dest_key.clone(),
+                bytes: outcome_bytes(&outcome)
+            }
+        );
         let landed = f.server.object("dst", &dest_key).unwrap_or_else(|| panic!("{dest_key} landed"));
         assert_eq!(landed.data.as_ref(), format!("body {i} of {key}\n").as_bytes());
         assert_eq!(landed.content_type.as_deref(), Some("text/csv"));
@@ -197,7 +209,8 @@ async fn duplicate_late_and_missing_events() {
     assert!(matches!(mover.move_object(&req).await.expect("again"), MoveOutcome::AlreadyMoved { .. }));
     assert_eq!(f.server.object("dst", "out/a.csv").expect("kept").data.as_ref(), b"a");
 
-    let ghost = MoveRequest { bucket: "src".into(), key: "in/ghost.csv".into(), etag: Some("abc".into()), size: Some(1) };
+    let ghost =
+        MoveRequest { bucket: "src".into(), key: "in/ghost.csv".into(), etag: Some("abc".into()), size: Some(1) };
     let outcome = mover.move_object(&ghost).await.expect("reported as an outcome");
     assert!(outcome.is_failure());
     assert!(matches!(outcome, MoveOutcome::SourceMissing { .. }));
@@ -292,7 +305,8 @@ async fn twenty_percent_slowdowns_still_complete() {
     let requests: Vec<MoveRequest> = keys.iter().map(|k| request(&f, k)).collect();
     f.server.faults().set_rate(0.2, &[FaultKind::SlowDown]);
     let mover = Mover::new(f.client.clone(), config("in/", "out/"));
-    let outcomes: Vec<_> = futures::stream::iter(&requests).map(|r| mover.move_object(r)).buffer_unordered(32).collect().await;
+    let outcomes: Vec<_> =
+        futures::stream::iter(&requests).map(|r| mover.move_object(r)).buffer_unordered(32).collect().await;
     f.server.faults().clear();
     for outcome in outcomes {
         let outcome = outcome.expect("retried to success");
@@ -301,7 +315,10 @@ async fn twenty_percent_slowdowns_still_complete() {
     assert!(f.server.faults_injected().get("SlowDown").copied().unwrap_or(0) > 20, "faults were injected");
     for key in &keys {
         assert!(f.server.object("src", key).is_none());
-        assert_eq!(f.server.object("dst", &format!("out/{}", &key[3..])).expect("landed").data.as_ref(), key.as_bytes());
+        assert_eq!(
+            f.server.object("dst", &format!("out/{}", &key[3..])).expect("landed").data.as_ref(),
+            key.as_bytes()
+        );
     }
 }
 

@@ -201,8 +201,7 @@ impl LocalS3 {
                 reason: "keys are 1 to 1,024 bytes",
             });
         }
-        self.store.bucket(bucket)?;
-        let mut staging = self.store.staging();
+        let mut staging = self.store.staging(bucket, key)?;
         staging.push(data);
         let meta = self.store.commit(bucket, key, staging, ObjectAttrs::default(), &Precondition::default(), None)?;
         Ok(format!("\"{}\"", meta.etag))

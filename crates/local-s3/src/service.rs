@@ -34,10 +34,15 @@ impl Backend {
         Backend { store }
     }
 
-    /// Reads a request body into a staging file, writing it out in large
-    /// chunks on the blocking pool.
-    async fn receive(&self, body: Option<StreamingBlob>, bucket: &str, key: &str) -> S3Result<Staging> {
-        let mut staging = self.store.staging();
+    /// Reads a request body into `staging`, writing it out in large chunks
+    /// on the blocking pool.
+    async fn receive(
+        &self,
+        mut staging: Staging,
+        body: Option<StreamingBlob>,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<Staging> {
         let Some(mut body) = body else { return Ok(staging) };
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| Error::IncompleteBody {
@@ -349,8 +354,6 @@ impl S3 for Backend {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let (bucket, key) = (input.bucket, input.key);
-        // Fail before reading a body that could not be stored anyway.
-        self.store.bucket(&bucket)?;
         let tags = input.tagging.as_deref().map(parse_tagging).transpose()?.unwrap_or_default();
         let attrs = ObjectAttrs { content_type: input.content_type, metadata: metadata_map(input.metadata), tags };
         let cond = Precondition {
@@ -358,10 +361,18 @@ impl S3 for Backend {
             if_none_match: input.if_none_match.as_ref().map(etag_match),
             ..Precondition::default()
         };
-        let mut staging = self.receive(input.body, &bucket, &key).await?;
+        // Looks the bucket up, so a missing one fails before the body is read.
+        let staging = self.store.staging(&bucket, &key)?;
+        let mut staging = self.receive(staging, input.body, &bucket, &key).await?;
         check_content_md5(&mut staging, input.content_md5.as_deref(), &bucket, &key)?;
         let store = Arc::clone(&self.store);
-        let meta = blocking(move || store.commit(&bucket, &key, staging, attrs, &cond, None)).await?;
+        let meta = if staging.is_small() {
+            // A small body is a create, one write and a rename: cheaper done
+            // here than paying two thread switches for the blocking pool.
+            store.commit(&bucket, &key, staging, attrs, &cond, None)?
+        } else {
+            blocking(move || store.commit(&bucket, &key, staging, attrs, &cond, None)).await?
+        };
         Ok(S3Response::new(PutObjectOutput { e_tag: Some(strong(&meta.etag)), ..PutObjectOutput::default() }))
     }
 
@@ -546,7 +557,8 @@ impl S3 for Backend {
             // A single-part ETag is the body's MD5 and so survives the copy; a
             // multipart one does not (S3 gives the copy a plain MD5 ETag).
             let known_etag = (!src.etag.contains('-')).then(|| src.etag.clone());
-            let staging = store.stage_copy(&mut file, &path, 0, src.size, known_etag)?;
+            let staging = store.staging(&input.bucket, &input.key)?;
+            let staging = Store::stage_copy(staging, &mut file, &path, 0, src.size, known_etag)?;
             store.commit(&input.bucket, &input.key, staging, attrs, &dest_cond, None)
         })
         .await?;
@@ -694,7 +706,8 @@ impl S3 for Backend {
             return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
         }
         let upload = self.store.upload(&input.upload_id, &input.bucket, &input.key)?;
-        let mut staging = self.receive(input.body, &input.bucket, &input.key).await?;
+        let staging = self.store.part_staging(&upload);
+        let mut staging = self.receive(staging, input.body, &input.bucket, &input.key).await?;
         check_content_md5(&mut staging, input.content_md5.as_deref(), &input.bucket, &input.key)?;
         let store = Arc::clone(&self.store);
         let part_number = input.part_number;
@@ -734,7 +747,7 @@ impl S3 for Backend {
                 }
                 None => (0, src.size, (!src.etag.contains('-')).then(|| src.etag.clone())),
             };
-            let staging = store.stage_copy(&mut file, &path, offset, len, known_etag)?;
+            let staging = Store::stage_copy(store.part_staging(&upload), &mut file, &path, offset, len, known_etag)?;
             store.put_part(&upload, input.part_number, staging)
         })
         .await?;

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! ROOT/<bucket>/<hh>/<sha256(key)>-<generation>   one file per stored version
-//! ROOT/.tmp/<id>                                   bodies being received
+//! ROOT/<bucket>/<hh>/.tmp-<id>                     a body being received
 //! ROOT/.uploads/<upload-id>/part-<n>-<generation>  multipart parts
 //! ```
 //!
@@ -13,8 +13,10 @@
 //! the body followed by a JSON footer with the key and its metadata, then the
 //! footer's length and a magic number; the index is rebuilt from those
 //! footers at startup. A committed file is never modified: a write goes to a
-//! temp file which is renamed into place while the bucket's index lock is
-//! held, which is what makes conditional writes atomic. The replaced file is
+//! temp file beside its final name, which is renamed into place while the
+//! bucket's index lock is held; that is what makes conditional writes
+//! atomic. (Same-directory renames also avoid the file-system-wide lock
+//! Linux takes for renames across directories.) The replaced file is
 //! unlinked after the lock is released; a reader that already opened it keeps
 //! reading the old version, as POSIX allows.
 //!
@@ -41,7 +43,7 @@ const TRAILER_LEN: u64 = 12;
 /// Bodies are buffered in memory up to this size before being written out,
 /// so a small PUT costs a single trip to the blocking pool.
 const FLUSH_THRESHOLD: usize = 1 << 20;
-const TMP_DIR: &str = ".tmp";
+const TMP_PREFIX: &str = ".tmp-";
 const UPLOADS_DIR: &str = ".uploads";
 
 pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -207,6 +209,9 @@ pub(crate) struct Staging {
     /// Set when the ETag is known without hashing (copies of single-part objects).
     etag: Option<String>,
     committed: bool,
+    /// For parts: the upload whose directory must not be re-created if it
+    /// was removed by an abort meanwhile.
+    upload_id: Option<String>,
 }
 
 impl Staging {
@@ -214,6 +219,12 @@ impl Staging {
         self.md5.update(data);
         self.buf.extend_from_slice(data);
         self.size += data.len() as u64;
+    }
+
+    /// Still entirely in memory and small enough that committing it is a
+    /// few cheap syscalls.
+    pub fn is_small(&self) -> bool {
+        self.file.is_none() && self.buf.len() <= 64 * 1024
     }
 
     pub fn wants_flush(&self) -> bool {
@@ -224,12 +235,27 @@ impl Staging {
         match &mut self.file {
             Some(f) => Ok(f),
             slot => {
-                let f = File::options()
-                    .write(true)
-                    .create_new(true)
-                    .open(&self.path)
-                    .map_err(|e| Error::io(&self.path, e))?;
-                Ok(slot.insert(f))
+                let open = || File::options().write(true).create_new(true).open(&self.path);
+                let file = match open() {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        if let Some(upload_id) = &self.upload_id {
+                            return Err(Error::NoSuchUpload { upload_id: upload_id.clone() });
+                        }
+                        // Hash directories are created on first use; only that
+                        // level, so a concurrently deleted bucket stays deleted.
+                        if let Some(parent) = self.path.parent() {
+                            match fs::create_dir(parent) {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                                Err(e) => return Err(Error::io(parent, e)),
+                            }
+                        }
+                        open().map_err(|e| Error::io(&self.path, e))?
+                    }
+                    Err(e) => return Err(Error::io(&self.path, e)),
+                };
+                Ok(slot.insert(file))
             }
         }
     }
@@ -324,7 +350,6 @@ pub(crate) struct ListPage {
 
 pub(crate) struct Store {
     root: PathBuf,
-    tmp_dir: PathBuf,
     uploads_dir: PathBuf,
     buckets: RwLock<BTreeMap<String, Arc<Bucket>>>,
     uploads: Mutex<HashMap<String, Arc<Upload>>>,
@@ -339,16 +364,13 @@ impl Store {
     pub fn open(root: &Path, min_part_size: u64) -> Result<Store> {
         let root_err = |source| Error::Root { path: root.to_owned(), source };
         fs::create_dir_all(root).map_err(root_err)?;
-        let tmp_dir = root.join(TMP_DIR);
         let uploads_dir = root.join(UPLOADS_DIR);
-        for dir in [&tmp_dir, &uploads_dir] {
-            match fs::remove_dir_all(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(dir, e)),
-            }
-            fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
+        match fs::remove_dir_all(&uploads_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&uploads_dir, e)),
         }
+        fs::create_dir(&uploads_dir).map_err(|e| Error::io(&uploads_dir, e))?;
 
         let mut buckets = BTreeMap::new();
         let mut max_generation = 0;
@@ -371,7 +393,6 @@ impl Store {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
         Ok(Store {
             root: root.to_owned(),
-            tmp_dir,
             uploads_dir,
             buckets: RwLock::new(buckets),
             uploads: Mutex::new(HashMap::new()),
@@ -434,16 +455,30 @@ impl Store {
         read_lock(&self.buckets).values().map(|b| (b.name.clone(), b.created)).collect()
     }
 
-    pub fn staging(&self) -> Staging {
+    fn staging_at(&self, dir: &Path, upload_id: Option<String>) -> Staging {
         Staging {
-            path: self.tmp_dir.join(self.next_id().to_string()),
+            path: dir.join(format!("{TMP_PREFIX}{}", self.next_id())),
             file: None,
             buf: Vec::new(),
             md5: Md5::new(),
             size: 0,
             etag: None,
             committed: false,
+            upload_id,
         }
+    }
+
+    /// A staging file for a new version of `key`, beside its final name.
+    pub fn staging(&self, bucket: &str, key: &str) -> Result<Staging> {
+        let b = self.bucket(bucket)?;
+        let final_path = b.object_path(key, 0);
+        let dir = final_path.parent().unwrap_or(&b.dir);
+        Ok(self.staging_at(dir, None))
+    }
+
+    /// A staging file for a part of `upload`.
+    pub fn part_staging(&self, upload: &Upload) -> Staging {
+        self.staging_at(&upload.dir, Some(upload.id.clone()))
     }
 
     /// Makes a staged body the current version of `key`, if `cond` holds.
@@ -492,7 +527,7 @@ impl Store {
                 return Err(Error::NoSuchBucket { bucket: bucket.to_owned() });
             }
             cond.check(state.objects.get(key).map(|m| &**m), bucket, key)?;
-            rename_creating_parent(&staging.path, &final_path)?;
+            fs::rename(&staging.path, &final_path).map_err(|e| Error::io(&final_path, e))?;
             Ok(state.objects.insert(key.to_owned(), Arc::clone(&meta)))
         })();
         match outcome {
@@ -547,18 +582,17 @@ impl Store {
         Ok(data)
     }
 
-    /// Copies `[offset, offset+len)` of an open object into a new staging
-    /// file; `etag` is passed when the copy is the whole single-part object,
-    /// whose ETag is then unchanged. Blocking.
+    /// Copies `[offset, offset+len)` of an open object into `staging`;
+    /// `etag` is passed when the copy is the whole single-part object, whose
+    /// ETag is then unchanged. Blocking.
     pub fn stage_copy(
-        &self,
+        mut staging: Staging,
         src: &mut File,
         src_path: &Path,
         offset: u64,
         len: u64,
         etag: Option<String>,
     ) -> Result<Staging> {
-        let mut staging = self.staging();
         src.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(src_path, e))?;
         let hash = etag.is_none();
         staging.copy_from(src, src_path, len, hash)?;
@@ -610,7 +644,8 @@ impl Store {
     pub fn update_attrs(&self, bucket: &str, key: &str, update: impl Fn(&mut ObjectAttrs)) -> Result<Arc<ObjectMeta>> {
         loop {
             let (meta, mut file, path) = self.open_object(bucket, key)?;
-            let staging = self.stage_copy(&mut file, &path, 0, meta.size, Some(meta.etag.clone()))?;
+            let staging = self.staging(bucket, key)?;
+            let staging = Self::stage_copy(staging, &mut file, &path, 0, meta.size, Some(meta.etag.clone()))?;
             let mut attrs = meta.attrs.clone();
             update(&mut attrs);
             let cond = Precondition { generation: Some(meta.generation), ..Precondition::default() };
@@ -724,7 +759,7 @@ impl Store {
             }
         }
 
-        let mut staging = self.staging();
+        let mut staging = self.staging(&upload.bucket, &upload.key)?;
         let mut md5s = Vec::with_capacity(parts.len() * 16);
         for (_, p) in &parts {
             let mut f = File::open(&p.path).map_err(|e| Error::io(&p.path, e))?;
@@ -747,19 +782,6 @@ impl Store {
         {
             tracing::warn!(dir = %upload.dir.display(), error = %e, "cannot remove upload directory");
         }
-    }
-}
-
-fn rename_creating_parent(from: &Path, to: &Path) -> Result<()> {
-    match fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-            }
-            fs::rename(from, to).map_err(|e| Error::io(to, e))
-        }
-        Err(e) => Err(Error::io(to, e)),
     }
 }
 
@@ -869,6 +891,11 @@ fn load_bucket(name: &str, dir: &Path) -> Result<(Bucket, u64)> {
             let entry = entry.map_err(|e| Error::io(&sub_path, e))?;
             let path = entry.path();
             let file_name = entry.file_name();
+            if file_name.to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+                // A body whose write never committed.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
             let Some(generation) =
                 file_name.to_str().and_then(|n| n.rsplit_once('-')).and_then(|(_, g)| g.parse::<u64>().ok())
             else {

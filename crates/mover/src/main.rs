@@ -1,7 +1,7 @@
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use mover::{Handler, metrics};
 use s3mm_core::client::{ClientSettings, load_client};
-use s3mm_core::{LogFormat, MoverConfig, Mover};
+use s3mm_core::{LogFormat, Mover, MoverConfig};
 use serde_json::Value;
 
 #[tokio::main]

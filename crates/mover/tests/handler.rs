@@ -33,8 +33,11 @@ async fn fixture() -> Fixture {
     let server = LocalS3::start(dir.path()).await.expect("local-s3");
     server.create_bucket("src").expect("bucket");
     server.create_bucket("dst").expect("bucket");
-    let settings =
-        ClientSettings { initial_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(50), ..Default::default() };
+    let settings = ClientSettings {
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        ..Default::default()
+    };
     let client = client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings);
     let handler = Handler::new(Mover::new(client, config()));
     Fixture { server, handler, _dir: dir }
@@ -97,7 +100,8 @@ async fn sqs_batch_reports_only_the_poisoned_message() {
     let a = s3_event(vec![put(&f, "incoming/a.csv", b"a")]).to_string();
     let b = s3_event(vec![put(&f, "incoming/b c.csv", b"b")]).to_string();
     let ghost = s3_event(vec![record("src", "incoming/ghost.csv", "0123", 1)]).to_string();
-    let event = sqs_event(vec![("m-a", a), ("m-poison", "{\"not\": \"an event\"}".into()), ("m-b", b), ("m-ghost", ghost)]);
+    let event =
+        sqs_event(vec![("m-a", a), ("m-poison", "{\"not\": \"an event\"}".into()), ("m-b", b), ("m-ghost", ghost)]);
     let response = f.handler.handle(&event, "req-2").await.expect("batch answered");
     let failures: Vec<&str> = response.body["batchItemFailures"]
         .as_array()

@@ -1,0 +1,35 @@
+//! The batch-generator Lambda's handler: the CSV merge's first step. It
+//! validates the execution input (errors name the field), lists the source
+//! prefix once, writes one manifest per batch and `_manifests/batches.json`
+//! for the Distributed Map's ItemReader, and returns only counts and that
+//! key, so its output stays far below Step Functions' 256 KB payload limit
+//! however many files there are.
+
+use s3mm_core::merge::{GenerateOutput, MergeError, MergeRequest, generate_batches};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HandlerError(#[from] pub MergeError);
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        lambda_runtime::Diagnostic { error_type: err.0.error_type().to_owned(), error_message: err.to_string() }
+    }
+}
+
+/// Runs the step. `default_batch_size` comes from `BATCH_SIZE`;
+/// `request_id` names the run when neither `run_id` nor `execution_name`
+/// is in the input (a direct invocation).
+pub async fn handle(
+    client: &aws_sdk_s3::Client,
+    payload: &Value,
+    default_batch_size: usize,
+    request_id: &str,
+) -> Result<GenerateOutput, HandlerError> {
+    let request = MergeRequest::from_input(payload, default_batch_size, request_id)?;
+    tracing::info!(run_id = %request.run_id, bucket = %request.source_bucket, prefix = %request.source_prefix, batch_size = request.batch_size, "listing");
+    let output = generate_batches(client, &request).await?;
+    tracing::info!(run_id = %output.run_id, total_files = output.total_files, total_batches = output.total_batches, "batches written");
+    Ok(output)
+}
