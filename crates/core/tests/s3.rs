@@ -410,3 +410,20 @@ async fn tagging_put_through_the_sdk_is_kept_on_copy() {
     Mover::new(f.client.clone(), config("in/", "out/")).move_object(&request(&f, "in/t.csv")).await.expect("moved");
     assert_eq!(f.server.object("dst", "out/t.csv").expect("landed").tags, vec![("a b".to_owned(), "c&d".to_owned())]);
 }
+
+#[tokio::test]
+async fn listing_returns_every_odd_key_exactly() {
+    let f = fixture().await;
+    let mut expected: Vec<String> = ODD_KEYS.iter().map(|k| format!("in/{k}")).collect();
+    expected.push(format!("in/{}", "k".repeat(1021)));
+    expected.push("in/a".into());
+    expected.push("in/a/b".into());
+    for key in &expected {
+        f.server.put_object("src", key, b"x").expect("put");
+    }
+    let listed: Vec<_> = list_objects(&f.client, "src", "in/", ListOptions::default()).collect().await;
+    let mut listed: Vec<String> = listed.into_iter().map(|r| r.expect("page").key).collect();
+    expected.sort();
+    listed.sort();
+    assert_eq!(listed, expected);
+}

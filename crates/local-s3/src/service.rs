@@ -231,6 +231,24 @@ fn check_content_md5(staging: &mut Staging, content_md5: Option<&str>, bucket: &
     Ok(())
 }
 
+/// The copy source as S3 reads `x-amz-copy-source`: URL-decoded with `+`
+/// standing for a space (so clients that form-encode keys, such as s5cmd,
+/// work as they do on S3; a literal `+` must arrive as `%2B`). s3s decodes
+/// only percent escapes, so the raw header is decoded here.
+fn copy_source_from_header(headers: &http::HeaderMap, parsed: &CopySource) -> S3Result<(String, String)> {
+    let Some(raw) = headers.get("x-amz-copy-source").and_then(|v| v.to_str().ok()) else {
+        return copy_source(parsed);
+    };
+    let raw = raw.strip_prefix('/').unwrap_or(raw);
+    let raw = raw.split_once("?versionId=").map_or(raw, |(path, _)| path);
+    let Some((bucket, key)) = raw.split_once('/') else { return copy_source(parsed) };
+    let spaced = key.replace('+', " ");
+    let key = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map_err(|_| s3_error!(InvalidArgument, "x-amz-copy-source is not valid UTF-8 once decoded"))?;
+    Ok((bucket.to_owned(), key.into_owned()))
+}
+
 fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
     match source {
         CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
@@ -520,7 +538,7 @@ impl S3 for Backend {
             ..Precondition::default()
         };
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key) = copy_source_from_header(&req.headers, &input.copy_source)?;
         let replace_metadata =
             input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
@@ -724,7 +742,7 @@ impl S3 for Backend {
             return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
         }
         let upload = self.store.upload(&input.upload_id, &input.bucket, &input.key)?;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key) = copy_source_from_header(&req.headers, &input.copy_source)?;
         let range = input.copy_source_range.as_deref().map(parse_copy_range).transpose()?;
         let store = Arc::clone(&self.store);
         let part = blocking(move || {

@@ -659,3 +659,17 @@ async fn wrong_secret_is_refused() {
     assert_eq!(status_and_code(&err).0, Some(403));
     assert!(e.s3.keys("bkt").is_empty());
 }
+
+/// S3 reads `+` in x-amz-copy-source as a space (clients such as s5cmd
+/// form-encode keys); a literal `+` arrives as `%2B`.
+#[tokio::test]
+async fn copy_source_plus_is_a_space_and_percent_2b_a_plus() {
+    let e = env().await;
+    e.s3.create_bucket("bkt").expect("bucket");
+    e.s3.put_object("bkt", "day 1/a.csv", b"space").expect("put");
+    e.s3.put_object("bkt", "c++/a.csv", b"plus").expect("put");
+    e.client.copy_object().bucket("bkt").key("out1").copy_source("bkt/day+1/a.csv").send().await.expect("copy +");
+    e.client.copy_object().bucket("bkt").key("out2").copy_source("bkt/c%2B%2B/a.csv").send().await.expect("copy %2B");
+    assert_eq!(e.s3.object("bkt", "out1").expect("out1").data.as_ref(), b"space");
+    assert_eq!(e.s3.object("bkt", "out2").expect("out2").data.as_ref(), b"plus");
+}

