@@ -79,12 +79,25 @@ impl ClientSettings {
 /// Loads the shared AWS configuration from the environment and builds an S3
 /// client from it.
 pub async fn load_client(settings: &ClientSettings) -> Client {
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+    load_client_for(settings, None, None).await
+}
+
+/// As [`load_client`], with an explicit profile and endpoint (the CLI's
+/// `--profile` and `--endpoint-url`). Without any configured region,
+/// us-east-1 is assumed, which is what S3-compatible servers expect.
+pub async fn load_client_for(settings: &ClientSettings, profile: Option<&str>, endpoint: Option<&str>) -> Client {
+    let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else(Region::new("us-east-1"));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
         .retry_config(settings.retry_config())
-        .timeout_config(settings.timeout_config())
-        .load()
-        .await;
-    build_client(&sdk_config)
+        .timeout_config(settings.timeout_config());
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    build_client(&loader.load().await)
 }
 
 /// Builds the S3 client from loaded configuration, switching to path-style

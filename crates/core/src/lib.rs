@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cost;
 pub mod csv_merge;
 pub mod delete;
 pub mod error;
@@ -24,7 +25,7 @@ pub mod merge;
 pub mod transfer;
 pub mod upload;
 
-pub use client::{ClientSettings, build_client, client_for_endpoint, load_client};
+pub use client::{ClientSettings, build_client, client_for_endpoint, load_client, load_client_for};
 pub use config::{ConfigError, LogFormat, MergeConfig, MoverConfig};
 pub use delete::{DeleteFailure, DeleteReport, delete_many};
 pub use error::{CopyError, DeleteError, GetError, HeadError, ListError, MoveError, PutError, S3Failure};

@@ -7,7 +7,13 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber; a second call is a no-op, so tests and
 /// binaries can both call it.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// As [`init`], with the level used when `RUST_LOG` is unset: a command
+/// line tool prints warnings only, a Lambda logs every object.
+pub fn init_with_default(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).without_time().try_init(),

@@ -333,7 +333,7 @@ pub struct FailedBatch {
 }
 
 /// `report.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub run_id: String,
     pub source: String,
@@ -361,6 +361,8 @@ pub struct Report {
     pub wall_ms: u64,
     pub batch_ms: BatchTimings,
     pub requests: Requests,
+    /// What these S3 requests cost at the prices of `cost.prices_date`.
+    pub s3_request_cost: Option<crate::cost::Estimate>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -709,6 +711,7 @@ pub async fn aggregate(client: &Client, task: &AggregateTask) -> Result<Aggregat
         wall_ms: 0,
         batch_ms: BatchTimings::default(),
         requests: Requests::new(),
+        s3_request_cost: None,
     };
     let mut timings: Vec<u64> = Vec::new();
     for result in &results {
@@ -784,6 +787,9 @@ fn finish_report(report: &mut Report, requests: &Requests) {
     report.finished_at_ms = now_ms();
     report.wall_ms = report.finished_at_ms.saturating_sub(report.started_at_ms);
     report.requests = requests.clone();
+    let table = crate::cost::prices();
+    let lines = crate::cost::s3_requests(&table, requests);
+    report.s3_request_cost = Some(crate::cost::Estimate::from_lines(&table, lines));
 }
 
 /// Streams every batch output, in batch order, into one CSV with the header

@@ -1,0 +1,329 @@
+//! The `s3mm` command: the same jobs the Lambdas do, from a shell, against
+//! any S3 endpoint — `merge` a prefix of CSVs, `move` (sweep) a prefix with
+//! the mover's rules — plus `demo`, the whole system on a local S3 with no
+//! AWS account, `serve`, that local S3 for manual use, and `cost`, what the
+//! jobs cost on AWS from a dated price table.
+
+pub mod demo;
+pub mod pipeline;
+pub mod s3url;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use s3mm_core::client::{ClientSettings, load_client_for};
+use s3mm_core::cost::{self, Architecture, Estimate, MergeAssumptions, MoverAssumptions};
+use s3url::S3Url;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "s3mm", version, about = "Move and merge S3 objects, fast and without losing one")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print one JSON document instead of text and progress bars.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// S3-compatible endpoint (path-style addressing is then used).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS profile to use.
+    #[arg(long, global = true, env = "AWS_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system on a local S3: upload, move, merge, summary.
+    Demo {
+        /// How many one-row CSV files to upload, move and merge.
+        #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
+        files: u64,
+        /// Latency the local S3 adds to every request (S3 is ~20 ms).
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        latency_ms: u64,
+        /// Keep the local S3's data in DIR (a fresh directory) instead of a temporary one.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Files per merge batch.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+    },
+    /// Merge every CSV under a prefix into a few CSVs, as the state machine does.
+    Merge {
+        /// s3://bucket/prefix/ to merge.
+        source: S3Url,
+        /// s3://bucket/prefix/ to write the run under.
+        dest: S3Url,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Batches merged at once (the state machine's Map runs 50).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        concurrency: u64,
+        /// Fetches in flight per batch.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        fetch_concurrency: u64,
+        /// Also write one merged.csv of every output.
+        #[arg(long)]
+        single_output: bool,
+        /// Delete the merged sources once the report is written.
+        #[arg(long)]
+        delete_sources: bool,
+        /// Name of the run (default: merge-<unix time>).
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    /// Move every existing object under a prefix with the mover's rules.
+    Move {
+        /// s3://bucket/prefix/ to move from.
+        source: S3Url,
+        /// s3://bucket/prefix/ to move to.
+        dest: S3Url,
+        /// Copy without deleting the sources.
+        #[arg(long)]
+        copy_only: bool,
+        /// Objects moved at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        concurrency: u64,
+    },
+    /// Serve the local S3 (for manual use, scripts and cargo lambda).
+    Serve {
+        #[arg(long, default_value = "./s3mm-local-s3")]
+        root: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        latency_ms: u64,
+        /// Fraction of requests answered with an injected fault (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+    },
+    /// Estimate what the mover costs per month and a merge costs per run.
+    Cost {
+        #[arg(long, default_value_t = 800_000)]
+        objects_per_day: u64,
+        #[arg(long, default_value_t = 300_000)]
+        merge_files: u64,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: u64,
+        /// Lambda architecture: arm64 or x86_64.
+        #[arg(long, default_value = "arm64", value_parser = ["arm64", "x86_64"])]
+        architecture: String,
+    },
+}
+
+/// What a command ended with: its report, and whether anything failed.
+pub struct Finished {
+    pub json: serde_json::Value,
+    pub text: String,
+    pub failed: bool,
+}
+
+fn progress(global: &Global) -> MultiProgress {
+    if global.json { MultiProgress::with_draw_target(ProgressDrawTarget::hidden()) } else { MultiProgress::new() }
+}
+
+fn estimate_text(title: &str, estimate: &Estimate) -> String {
+    let mut text = format!("{title} (prices of {}, {}):\n", estimate.prices_date, estimate.region);
+    for line in &estimate.lines {
+        text.push_str(&format!(
+            "  {:<58} {:>14.0} {:<11} ${:>10.4}\n",
+            line.item, line.quantity, line.unit, line.dollars
+        ));
+    }
+    text.push_str(&format!("  {:<58} {:>26} ${:>10.4}\n", "total", "", estimate.total_dollars));
+    text
+}
+
+fn requests_text(requests: &std::collections::BTreeMap<String, u64>) -> String {
+    requests.iter().map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Demo { files, latency_ms, keep, batch_size } => {
+            let options = demo::DemoOptions {
+                files: usize::try_from(files)?,
+                latency_ms,
+                keep,
+                batch_size: usize::try_from(batch_size)?,
+            };
+            let s = demo::run(&options, &progress(global)).await?;
+            let text = format!(
+                "s3mm demo: {} files uploaded and moved, then merged\n\
+                 \x20 moved      {} objects in {:.2} s (uploads and moves overlap)\n\
+                 \x20 merged     {} files -> {} rows in {} outputs ({} batches, {} skipped) in {:.2} s = {:.0} files/s\n\
+                 \x20 wall time  {:.2} s\n\
+                 \x20 requests   {}\n\
+                 \x20 report     {}\n{}{}",
+                s.files,
+                s.moved,
+                s.upload_and_move_seconds,
+                s.files,
+                s.rows,
+                s.outputs,
+                s.batches,
+                s.skipped_files,
+                s.merge_seconds,
+                s.merge_files_per_second,
+                s.wall_seconds,
+                requests_text(&s.requests),
+                s.report,
+                estimate_text("moving these files on AWS", &s.aws_cost_move),
+                estimate_text("merging them on AWS", &s.aws_cost_merge),
+            );
+            let failed = s.failed_batches > 0;
+            Ok(Finished { json: serde_json::to_value(&s)?, text, failed })
+        }
+        Command::Merge {
+            source,
+            dest,
+            batch_size,
+            concurrency,
+            fetch_concurrency,
+            single_output,
+            delete_sources,
+            run_id,
+        } => {
+            let client =
+                load_client_for(&ClientSettings::from_env(), global.profile.as_deref(), global.endpoint_url.as_deref())
+                    .await;
+            let run_id = run_id.unwrap_or_else(|| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                format!("merge-{now}")
+            });
+            let options = pipeline::MergeOptions {
+                batch_size: usize::try_from(batch_size)?,
+                map_concurrency: usize::try_from(concurrency)?,
+                fetch_concurrency: usize::try_from(fetch_concurrency)?,
+                single_output,
+                delete_sources,
+                run_id,
+            };
+            let outcome = pipeline::merge(&client, &source, &dest, &options, &progress(global)).await?;
+            let s = &outcome.summary;
+            let mut text = format!(
+                "merged {} files from {source} into {} outputs under s3://{}/{}: {} rows, {} skipped, {} failed batches, {:.2} s\nreport: s3://{}/{}\n",
+                s.total_files,
+                s.outputs,
+                dest.bucket,
+                outcome.generated.run_prefix,
+                s.rows,
+                s.skipped_files,
+                s.failed_batches,
+                outcome.seconds,
+                dest.bucket,
+                s.report_key
+            );
+            if let Some(key) = &s.merged_key {
+                text.push_str(&format!("single output: s3://{}/{key}\n", dest.bucket));
+            }
+            for err in &outcome.batch_errors {
+                text.push_str(&format!("failed: {err}\n"));
+            }
+            let failed = s.failed_batches > 0 || !outcome.batch_errors.is_empty();
+            Ok(Finished { json: serde_json::to_value(&outcome)?, text, failed })
+        }
+        Command::Move { source, dest, copy_only, concurrency } => {
+            let client =
+                load_client_for(&ClientSettings::from_env(), global.profile.as_deref(), global.endpoint_url.as_deref())
+                    .await;
+            let tally =
+                pipeline::sweep(&client, &source, &dest, copy_only, usize::try_from(concurrency)?, &progress(global))
+                    .await?;
+            let mut text = format!(
+                "{} listed under {source}: {} moved, {} copied, {} already moved, {} skipped, {} failed ({} bytes, {:.2} s)\n",
+                tally.listed,
+                tally.moved,
+                tally.copied,
+                tally.already_moved,
+                tally.skipped,
+                tally.failed,
+                tally.bytes,
+                tally.seconds
+            );
+            for failure in &tally.failures {
+                text.push_str(&format!("failed: {failure}\n"));
+            }
+            let failed = tally.failed > 0;
+            Ok(Finished { json: serde_json::to_value(&tally)?, text, failed })
+        }
+        Command::Serve { root, port, latency_ms, fault_rate } => {
+            anyhow::ensure!((0.0..=1.0).contains(&fault_rate), "--fault-rate {fault_rate} must be from 0 to 1");
+            let mut options = local_s3::Options::new(&root);
+            options.port = port;
+            options.latency = std::time::Duration::from_millis(latency_ms);
+            options.fault_rate = fault_rate;
+            let server = local_s3::LocalS3::start_with(options).await?;
+            println!("endpoint={}", server.endpoint());
+            eprintln!(
+                "serving {} (access key {}, secret key {}); Ctrl-C stops",
+                root.display(),
+                server.access_key(),
+                server.secret_key()
+            );
+            wait_for_stop().await;
+            let counters = json!({"requests": server.counters(), "faults": server.faults_injected()});
+            server.shutdown().await;
+            Ok(Finished { text: format!("{counters}\n"), json: counters, failed: false })
+        }
+        Command::Cost { objects_per_day, merge_files, batch_size, architecture } => {
+            let architecture = if architecture == "x86_64" { Architecture::X86_64 } else { Architecture::Arm64 };
+            let table = cost::prices();
+            let mover = cost::mover_month(
+                &table,
+                &MoverAssumptions {
+                    objects_per_day: objects_per_day as f64,
+                    days: 30.0,
+                    ms_per_invocation: 40.0,
+                    memory_mb: 128.0,
+                    architecture,
+                },
+            );
+            let merge = cost::merge_run(
+                &table,
+                &MergeAssumptions {
+                    files: merge_files as f64,
+                    batch_size: batch_size as f64,
+                    ms_per_batch: 1500.0,
+                    merger_memory_mb: 256.0,
+                    architecture,
+                },
+            );
+            let text = format!(
+                "{}{}assumptions: mover 40 ms per object at 128 MB, one invocation per object; merger 1.5 s per {batch_size}-file batch at 256 MB\n",
+                estimate_text(&format!("mover, {objects_per_day} objects a day, per 30-day month"), &mover),
+                estimate_text(&format!("one merge of {merge_files} files"), &merge),
+            );
+            Ok(Finished { json: json!({"mover_month": mover, "merge_run": merge}), text, failed: false })
+        }
+    }
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,60 @@
+//! `s3://bucket/prefix/` arguments.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    pub bucket: String,
+    /// Folder-style: empty, or ending with `/`.
+    pub prefix: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum S3UrlError {
+    #[error("{url:?} is not an S3 URL: expected s3://bucket/prefix/")]
+    NotS3 { url: String },
+    #[error("{url:?}: {reason}")]
+    BadBucket { url: String, reason: String },
+}
+
+impl FromStr for S3Url {
+    type Err = S3UrlError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| S3UrlError::NotS3 { url: url.to_owned() })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(S3UrlError::NotS3 { url: url.to_owned() });
+        }
+        s3mm_core::config::validate_bucket_name("bucket", bucket)
+            .map_err(|err| S3UrlError::BadBucket { url: url.to_owned(), reason: err.to_string() })?;
+        Ok(Self { bucket: bucket.to_owned(), prefix: s3mm_core::keys::folder_prefix(prefix) })
+    }
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bucket_and_folder_prefix() {
+        assert_eq!("s3://b-in/csvs".parse(), Ok(S3Url { bucket: "b-in".into(), prefix: "csvs/".into() }));
+        assert_eq!("s3://b-in/".parse(), Ok(S3Url { bucket: "b-in".into(), prefix: String::new() }));
+        assert_eq!("s3://b-in".parse(), Ok(S3Url { bucket: "b-in".into(), prefix: String::new() }));
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_s3_url() {
+        for bad in ["b-in/csvs", "http://b-in/x", "s3://", "s3:///x"] {
+            assert!(matches!(bad.parse::<S3Url>(), Err(S3UrlError::NotS3 { .. })), "{bad}");
+        }
+        assert!(matches!("s3://Bad_Bucket/x".parse::<S3Url>(), Err(S3UrlError::BadBucket { .. })));
+    }
+}

@@ -1,0 +1,160 @@
+//! The `s3mm` binary end to end against local-s3 over HTTP: each command,
+//! and the bad arguments a user types, with the bytes checked in S3.
+
+use local_s3::LocalS3;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+struct Server {
+    s3: LocalS3,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s3 = LocalS3::start(dir.path()).await.expect("local-s3");
+    for bucket in ["b-in", "b-out"] {
+        s3.create_bucket(bucket).expect("bucket");
+    }
+    Server { s3, _dir: dir }
+}
+
+fn s3mm(server: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_s3mm"))
+        .args(args)
+        .args(["--endpoint-url", &server.s3.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", server.s3.access_key())
+        .env("AWS_SECRET_ACCESS_KEY", server.s3.secret_key())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("s3mm runs")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is not JSON ({err}): {} {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_writes_what_a_step_functions_run_writes() {
+    let server = server().await;
+    for i in 0..120 {
+        server.s3.put_object("b-in", &format!("csvs/f {i:03}.csv"), format!("id,v\n{i},x\n").as_bytes()).expect("put");
+    }
+    let args = [
+        "merge",
+        "s3://b-in/csvs/",
+        "s3://b-out/merged/",
+        "--batch-size",
+        "50",
+        "--run-id",
+        "t1",
+        "--single-output",
+        "--json",
+    ];
+    let output = s3mm(&server, &args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = json(&output);
+    assert_eq!(report["summary"]["rows"], 120);
+    assert_eq!(report["summary"]["outputs"], 3);
+    for key in ["merged/t1/_manifests/batches.json", "merged/t1/_results/batch-00002.json", "merged/t1/report.json"] {
+        assert!(server.s3.object("b-out", key).is_some(), "{key}");
+    }
+    let merged = server.s3.object("b-out", "merged/t1/merged.csv").expect("merged.csv").data;
+    let expected: String = std::iter::once("id,v\n".to_owned()).chain((0..120).map(|i| format!("{i},x\n"))).collect();
+    assert_eq!(String::from_utf8_lossy(&merged), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_sweeps_a_prefix() {
+    let server = server().await;
+    for key in ["in/a.csv", "in/b c.csv", "in/sub/ç.csv", "other/x.csv"] {
+        server.s3.put_object("b-in", key, key.as_bytes()).expect("put");
+    }
+    let output = s3mm(&server, &["move", "s3://b-in/in/", "s3://b-out/archive/", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json(&output)["moved"], 3);
+    assert_eq!(server.s3.keys("b-in"), vec!["other/x.csv".to_owned()]);
+    assert_eq!(server.s3.object("b-out", "archive/sub/ç.csv").expect("moved").data.as_ref(), b"in/sub/\xc3\xa7.csv");
+
+    let output = s3mm(&server, &["move", "s3://b-in/other/", "s3://b-out/copies/", "--copy-only"]);
+    assert!(output.status.success());
+    assert!(server.s3.object("b-in", "other/x.csv").is_some() && server.s3.object("b-out", "copies/x.csv").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_get_clear_errors() {
+    let server = server().await;
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["merge", "b-in/csvs", "s3://b-out/m/"], 2, "b-in/csvs"),
+        (&["merge", "s3://Bad_Bucket/x", "s3://b-out/m/"], 2, "Bad_Bucket"),
+        (&["merge", "s3://no-such-bucket/x/", "s3://b-out/m/"], 2, "no-such-bucket"),
+        (&["merge", "s3://b-in/empty/", "s3://b-out/m/"], 2, "s3://b-in/empty/"),
+        (&["merge", "s3://b-in/x/", "s3://b-out/m/", "--batch-size", "0"], 2, "batch-size"),
+        (&["move", "s3://b-in/x/", "s3://b-out/m/", "--concurrency", "lots"], 2, "concurrency"),
+        (&["serve", "--fault-rate", "3"], 2, "fault-rate"),
+    ];
+    for (args, code, needle) in cases {
+        let output = s3mm(&server, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?} should name {needle}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_end_to_end() {
+    let server = server().await;
+    let output = s3mm(&server, &["demo", "--files", "300", "--batch-size", "100", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = json(&output);
+    assert_eq!(summary["files"], 300);
+    assert_eq!(summary["moved"], 300);
+    assert_eq!(summary["rows"], 300);
+    assert_eq!(summary["outputs"], 3);
+    assert_eq!(summary["requests"]["CopyObject"], 300);
+    assert!(summary["aws_cost_move"]["total_dollars"].as_f64().expect("cost") > 0.0);
+}
+
+#[test]
+fn cost_prints_a_dated_estimate() {
+    let output = Command::new(env!("CARGO_BIN_EXE_s3mm"))
+        .args(["cost", "--objects-per-day", "800000", "--merge-files", "300000", "--json"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let estimate: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(estimate["mover_month"]["prices_date"], "2026-11-01");
+    let copy = estimate["mover_month"]["lines"][0]["dollars"].as_f64().expect("dollars");
+    assert!((copy - 120.0).abs() < 1e-6, "24M COPY requests cost $120, got {copy}");
+}
+
+#[test]
+fn serve_prints_its_endpoint_first_and_counters_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s3mm"))
+        .args(["serve", "--port", "0", "--root", dir.path().to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("line");
+    assert!(first.starts_with("endpoint=http://127.0.0.1:"), "{first}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_line(&mut rest).expect("counters");
+    assert!(child.wait().expect("exit").success());
+    let counters: Value = serde_json::from_str(&rest).expect("counters JSON");
+    assert!(counters.get("requests").is_some(), "{rest}");
+}

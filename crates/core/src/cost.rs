@@ -1,0 +1,281 @@
+//! What a run costs on AWS, from request counts and a dated price table
+//! kept as data (`data/aws-prices.json`), so a price change is a data
+//! change and every estimate says which prices it used.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const PRICES: &str = include_str!("../data/aws-prices.json");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceTable {
+    pub date: String,
+    pub region: String,
+    pub currency: String,
+    pub source: String,
+    pub s3: S3Prices,
+    pub lambda: LambdaPrices,
+    pub step_functions: StepFunctionsPrices,
+    pub sqs: SqsPrices,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct S3Prices {
+    pub put_copy_post_list_per_1000: f64,
+    pub get_select_other_per_1000: f64,
+    pub delete_per_1000: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LambdaPrices {
+    pub requests_per_million: f64,
+    pub gb_second_x86_64: f64,
+    pub gb_second_arm64: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFunctionsPrices {
+    pub standard_transitions_per_1000: f64,
+    pub express_requests_per_million: f64,
+    pub express_gb_hour: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqsPrices {
+    pub standard_requests_per_million: f64,
+}
+
+/// The price table compiled into this build.
+pub fn prices() -> PriceTable {
+    // The file is part of the source tree and checked by a unit test.
+    serde_json::from_str(PRICES).unwrap_or_else(|err| panic!("data/aws-prices.json is invalid: {err}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// PUT, COPY, POST, LIST.
+    Write,
+    /// GET, HEAD and the rest.
+    Read,
+    /// DELETE and abort: free.
+    Free,
+}
+
+/// S3's billing class of an operation.
+pub fn class_of(operation: &str) -> RequestClass {
+    match operation {
+        "PutObject"
+        | "CopyObject"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CreateMultipartUpload"
+        | "CompleteMultipartUpload"
+        | "ListObjectsV2"
+        | "ListObjects"
+        | "ListBuckets"
+        | "PutObjectTagging"
+        | "CreateBucket" => RequestClass::Write,
+        "DeleteObject" | "DeleteObjects" | "AbortMultipartUpload" | "DeleteBucket" | "DeleteObjectTagging" => {
+            RequestClass::Free
+        }
+        _ => RequestClass::Read,
+    }
+}
+
+/// One line of an estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostLine {
+    pub item: String,
+    pub quantity: f64,
+    pub unit: String,
+    pub dollars: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub prices_date: String,
+    pub region: String,
+    pub lines: Vec<CostLine>,
+    pub total_dollars: f64,
+}
+
+impl Estimate {
+    pub fn from_lines(table: &PriceTable, lines: Vec<CostLine>) -> Self {
+        Self::new(table, lines)
+    }
+
+    fn new(table: &PriceTable, lines: Vec<CostLine>) -> Self {
+        let total_dollars = lines.iter().map(|l| l.dollars).sum();
+        Self { prices_date: table.date.clone(), region: table.region.clone(), lines, total_dollars }
+    }
+}
+
+/// The S3 request charges of a set of request counts by operation.
+pub fn s3_requests(table: &PriceTable, requests: &BTreeMap<String, u64>) -> Vec<CostLine> {
+    let (mut write, mut read, mut free) = (0u64, 0u64, 0u64);
+    for (operation, n) in requests {
+        match class_of(operation) {
+            RequestClass::Write => write += n,
+            RequestClass::Read => read += n,
+            RequestClass::Free => free += n,
+        }
+    }
+    vec![
+        CostLine {
+            item: "S3 PUT/COPY/POST/LIST requests".into(),
+            quantity: write as f64,
+            unit: "requests".into(),
+            dollars: write as f64 / 1000.0 * table.s3.put_copy_post_list_per_1000,
+        },
+        CostLine {
+            item: "S3 GET/HEAD requests".into(),
+            quantity: read as f64,
+            unit: "requests".into(),
+            dollars: read as f64 / 1000.0 * table.s3.get_select_other_per_1000,
+        },
+        CostLine {
+            item: "S3 DELETE requests".into(),
+            quantity: free as f64,
+            unit: "requests".into(),
+            dollars: free as f64 / 1000.0 * table.s3.delete_per_1000,
+        },
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Architecture {
+    Arm64,
+    X86_64,
+}
+
+/// Lambda charges for `invocations` of `ms` each at `memory_mb`.
+pub fn lambda(
+    table: &PriceTable,
+    name: &str,
+    invocations: f64,
+    ms: f64,
+    memory_mb: f64,
+    arch: Architecture,
+) -> Vec<CostLine> {
+    let gb_seconds = invocations * ms / 1000.0 * memory_mb / 1024.0;
+    let rate = match arch {
+        Architecture::Arm64 => table.lambda.gb_second_arm64,
+        Architecture::X86_64 => table.lambda.gb_second_x86_64,
+    };
+    vec![
+        CostLine {
+            item: format!("Lambda {name} requests"),
+            quantity: invocations,
+            unit: "invocations".into(),
+            dollars: invocations / 1e6 * table.lambda.requests_per_million,
+        },
+        CostLine {
+            item: format!("Lambda {name} duration ({memory_mb:.0} MB, {ms:.0} ms each)"),
+            quantity: gb_seconds,
+            unit: "GB-s".into(),
+            dollars: gb_seconds * rate,
+        },
+    ]
+}
+
+/// Assumptions behind the mover's monthly estimate: one invocation per
+/// object (S3 notifications carry one record), as measured for a 1 KiB move.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MoverAssumptions {
+    pub objects_per_day: f64,
+    pub days: f64,
+    pub ms_per_invocation: f64,
+    pub memory_mb: f64,
+    pub architecture: Architecture,
+}
+
+pub fn mover_month(table: &PriceTable, a: &MoverAssumptions) -> Estimate {
+    let objects = a.objects_per_day * a.days;
+    let requests =
+        BTreeMap::from([("CopyObject".to_owned(), objects as u64), ("DeleteObject".to_owned(), objects as u64)]);
+    let mut lines = s3_requests(table, &requests);
+    lines.extend(lambda(table, "mover", objects, a.ms_per_invocation, a.memory_mb, a.architecture));
+    Estimate::new(table, lines)
+}
+
+/// Assumptions behind one merge run's estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MergeAssumptions {
+    pub files: f64,
+    pub batch_size: f64,
+    pub ms_per_batch: f64,
+    pub merger_memory_mb: f64,
+    pub architecture: Architecture,
+}
+
+/// S3 requests of a merge run, by operation, as the three steps make them.
+pub fn merge_requests(files: u64, batch_size: u64) -> BTreeMap<String, u64> {
+    let batches = files.div_ceil(batch_size.max(1));
+    BTreeMap::from([
+        ("ListObjectsV2".to_owned(), files.div_ceil(1000).max(1)),
+        // Sources, manifests read by mergers, results and state read by the aggregator, header probe.
+        ("GetObject".to_owned(), files + batches * 2 + 3),
+        // Manifests, batch list, run info, outputs, results, report.
+        ("PutObject".to_owned(), batches * 3 + 3),
+    ])
+}
+
+pub fn merge_run(table: &PriceTable, a: &MergeAssumptions) -> Estimate {
+    let batches = (a.files / a.batch_size.max(1.0)).ceil();
+    let mut lines = s3_requests(table, &merge_requests(a.files as u64, a.batch_size as u64));
+    lines.extend(lambda(table, "csv-merger", batches, a.ms_per_batch, a.merger_memory_mb, a.architecture));
+    lines.extend(lambda(table, "batch-generator + results-aggregator", 2.0, 5_000.0, 256.0, a.architecture));
+    // Parent: ~6 transitions; each child Express execution is one request of ~1 s at 64 MB.
+    lines.push(CostLine {
+        item: "Step Functions Standard transitions".into(),
+        quantity: 8.0,
+        unit: "transitions".into(),
+        dollars: 8.0 / 1000.0 * table.step_functions.standard_transitions_per_1000,
+    });
+    let child_gb_hours = batches * (a.ms_per_batch / 1000.0) / 3600.0 * 0.064;
+    lines.push(CostLine {
+        item: "Step Functions Express child executions".into(),
+        quantity: batches,
+        unit: "executions".into(),
+        dollars: batches / 1e6 * table.step_functions.express_requests_per_million
+            + child_gb_hours * table.step_functions.express_gb_hour,
+    });
+    Estimate::new(table, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_price_table_parses_and_is_dated() {
+        let table = prices();
+        assert_eq!(table.region, "us-east-1");
+        assert!(table.date.len() == 10 && table.date.starts_with("20"));
+        assert!(table.s3.put_copy_post_list_per_1000 > table.s3.get_select_other_per_1000);
+    }
+
+    #[test]
+    fn copy_is_billed_as_put_and_delete_is_free() {
+        let table = prices();
+        let requests = BTreeMap::from([("CopyObject".to_owned(), 1_000_000), ("DeleteObject".to_owned(), 1_000_000)]);
+        let lines = s3_requests(&table, &requests);
+        assert!((lines[0].dollars - 5.0).abs() < 1e-9, "1M COPY = $5");
+        assert_eq!(lines[2].dollars, 0.0);
+    }
+
+    #[test]
+    fn the_mover_month_is_dominated_by_copy_requests() {
+        let table = prices();
+        let a = MoverAssumptions {
+            objects_per_day: 800_000.0,
+            days: 30.0,
+            ms_per_invocation: 40.0,
+            memory_mb: 128.0,
+            architecture: Architecture::Arm64,
+        };
+        let estimate = mover_month(&table, &a);
+        assert!((estimate.lines[0].dollars - 120.0).abs() < 1e-6, "24M COPY = $120");
+        assert!(estimate.total_dollars > 120.0 && estimate.total_dollars < 140.0, "{}", estimate.total_dollars);
+    }
+}

