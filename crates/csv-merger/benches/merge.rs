@@ -13,6 +13,7 @@
 //! Last, one 1,000-file batch at 20 ms.
 //!
 //! `scripts/bench-tools.sh && cargo bench -p csv-merger --bench merge`
+//! (FETCH_CONCURRENCY=N changes fetches in flight per batch; PEERS=0 runs s3mm alone.)
 
 use futures::{StreamExt, stream};
 use local_s3::{LocalS3, Options};
@@ -23,7 +24,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MAP_CONCURRENCY: usize = 50;
-const FETCH_CONCURRENCY: usize = 64;
 
 struct Row {
     name: String,
@@ -74,7 +74,7 @@ async fn s3mm(server: &LocalS3, prefix: &str, run_id: &str) -> Row {
         })
         .collect();
     let results: Vec<_> = stream::iter(&tasks)
-        .map(|task| merge_batch(&client, task, FETCH_CONCURRENCY))
+        .map(|task| merge_batch(&client, task, env_usize("FETCH_CONCURRENCY", 64)))
         .buffer_unordered(MAP_CONCURRENCY)
         .collect()
         .await;
@@ -100,6 +100,9 @@ fn python() -> Option<PathBuf> {
 }
 
 fn peer(server: &LocalS3, name: &str, prefix: &str, limit: usize) -> Option<Row> {
+    if std::env::var("PEERS").is_ok_and(|v| v == "0") {
+        return None;
+    }
     let python = python()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/merge_peers.py");
     let output = Command::new(python)
