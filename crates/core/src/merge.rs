@@ -15,12 +15,12 @@
 use crate::csv_merge::{CsvMerger, FileOutcome};
 use crate::delete::delete_many;
 use crate::error::{GetError, ListError, PutError};
-use crate::fetch::{fetch_many, get_object};
+use crate::fetch::{Fetched, fetch_many, get_object};
 use crate::keys::folder_prefix;
 use crate::list::{ListOptions, list_objects};
-use crate::upload::{ObjectWriter, put_bytes};
+use crate::upload::{ObjectWriter, Written, put_bytes};
 use aws_sdk_s3::Client;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -577,48 +577,37 @@ pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) 
         Some(header) => CsvMerger::with_header(header.as_bytes()),
         None => CsvMerger::new(),
     };
-    let mut writer = ObjectWriter::new(client, &task.dest_bucket, &task.batch.output_key).content_type("text/csv");
+    let writer = ObjectWriter::new(client, &task.dest_bucket, &task.batch.output_key).content_type("text/csv");
     let files = manifest.keys.len();
     let (mut merged_files, mut empty_files, mut header_only_files, mut odd_rows) = (0, 0, 0, 0);
     let mut skipped_files = Vec::new();
     count(&mut requests, "GetObject", files as u64);
-    let mut fetched = fetch_many(client, &manifest.source_bucket, manifest.keys, concurrency);
-    let outcome: Result<(), MergeError> = async {
-        while let Some(file) = fetched.next().await {
-            match file.result {
-                Ok(body) => match merger.push(&body) {
-                    FileOutcome::Merged { odd_rows: odd, .. } => {
-                        merged_files += 1;
-                        odd_rows += odd;
-                    }
-                    FileOutcome::Empty => empty_files += 1,
-                    FileOutcome::HeaderOnly => header_only_files += 1,
-                    FileOutcome::HeaderMismatch { expected, found } => skipped_files.push(SkippedFile {
-                        key: file.key,
-                        reason: format!("header {found:?} differs from the run's header {expected:?}"),
-                    }),
-                },
-                Err(GetError::NoSuchKey { .. }) => {
-                    skipped_files.push(SkippedFile { key: file.key, reason: "deleted after it was listed".into() })
+    let fetched = fetch_many(client, &manifest.source_bucket, manifest.keys, concurrency);
+    let written = write_merged(fetched, &mut merger, writer, |merger, file| {
+        match file.result {
+            Ok(body) => match merger.push(&body) {
+                FileOutcome::Merged { odd_rows: odd, .. } => {
+                    merged_files += 1;
+                    odd_rows += odd;
                 }
-                Err(err) if err.is_transient() => return Err(err.into()),
-                Err(err) => skipped_files.push(SkippedFile { key: file.key, reason: err.to_string() }),
+                FileOutcome::Empty => empty_files += 1,
+                FileOutcome::HeaderOnly => header_only_files += 1,
+                FileOutcome::HeaderMismatch { expected, found } => skipped_files.push(SkippedFile {
+                    key: file.key,
+                    reason: format!("header {found:?} differs from the run's header {expected:?}"),
+                }),
+            },
+            Err(GetError::NoSuchKey { .. }) => {
+                skipped_files.push(SkippedFile { key: file.key, reason: "deleted after it was listed".into() })
             }
-            if merger.buffered() >= crate::upload::DEFAULT_PART_SIZE {
-                writer.write(&merger.take()).await?;
-            }
+            Err(err) if err.is_transient() => return Err(err.into()),
+            Err(err) => skipped_files.push(SkippedFile { key: file.key, reason: err.to_string() }),
         }
-        writer.write(&merger.take()).await?;
         Ok(())
-    }
-    .await;
-    if let Err(err) = outcome {
-        writer.abort().await;
-        return Err(err);
-    }
-    let requests_by_writer = writer.requests();
-    let bytes = writer.finish().await?;
-    count(&mut requests, "PutObject", requests_by_writer.max(1) + 1);
+    })
+    .await?;
+    count(&mut requests, "PutObject", written.requests + 1);
+    let bytes = written.bytes;
     let summary = BatchSummary {
         batch_id: task.batch.batch_id,
         output_key: task.batch.output_key.clone(),
@@ -746,7 +735,7 @@ pub async fn aggregate(client: &Client, task: &AggregateTask) -> Result<Aggregat
         let key = merged_key(run_prefix);
         let written = concatenate(client, bucket, &key, info.header.as_deref(), &report.outputs).await?;
         count(&mut requests, "GetObject", report.outputs.len() as u64);
-        count(&mut requests, "PutObject", written.max(1));
+        count(&mut requests, "PutObject", written);
         report.merged_key = Some(key);
     }
 
@@ -805,21 +794,43 @@ async fn concatenate(
         Some(header) => CsvMerger::with_header(header.as_bytes()),
         None => CsvMerger::new(),
     };
-    let mut writer = ObjectWriter::new(client, bucket, key).content_type("text/csv");
+    let writer = ObjectWriter::new(client, bucket, key).content_type("text/csv");
     let keys: Vec<String> = outputs.iter().map(|o| o.key.clone()).collect();
     // Few in flight: each body is a whole batch output.
-    let mut fetched = fetch_many(client, bucket, keys, 4);
+    let fetched = fetch_many(client, bucket, keys, 4);
+    let written = write_merged(fetched, &mut merger, writer, |merger, file| {
+        let body = file.result?;
+        match merger.push(&body) {
+            FileOutcome::HeaderMismatch { expected, found } => Err(MergeError::BadDocument {
+                bucket: bucket.to_owned(),
+                key: file.key,
+                what: "batch output",
+                reason: format!("its header {found:?} is not the run's header {expected:?}"),
+            }),
+            _ => Ok(()),
+        }
+    })
+    .await?;
+    Ok(written.requests)
+}
+
+/// Feeds every fetched file to `on_file` (which pushes it into `merger`)
+/// and the merged bytes to `writer` a part at a time, then completes the
+/// object. On any error the upload is aborted: nothing partial ever
+/// appears under the output's key.
+async fn write_merged<S, F>(
+    mut fetched: S,
+    merger: &mut CsvMerger,
+    mut writer: ObjectWriter,
+    mut on_file: F,
+) -> Result<Written, MergeError>
+where
+    S: Stream<Item = Fetched> + Unpin,
+    F: FnMut(&mut CsvMerger, Fetched) -> Result<(), MergeError>,
+{
     let outcome: Result<(), MergeError> = async {
         while let Some(file) = fetched.next().await {
-            let body = file.result?;
-            if let FileOutcome::HeaderMismatch { expected, found } = merger.push(&body) {
-                return Err(MergeError::BadDocument {
-                    bucket: bucket.to_owned(),
-                    key: file.key,
-                    what: "batch output",
-                    reason: format!("its header {found:?} is not the run's header {expected:?}"),
-                });
-            }
+            on_file(merger, file)?;
             if merger.buffered() >= crate::upload::DEFAULT_PART_SIZE {
                 writer.write(&merger.take()).await?;
             }
@@ -832,9 +843,7 @@ async fn concatenate(
         writer.abort().await;
         return Err(err);
     }
-    let requests = writer.requests();
-    writer.finish().await?;
-    Ok(requests + 1)
+    Ok(writer.finish().await?)
 }
 
 /// Deletes the sources the report shows merged: every manifest key but the

@@ -11,6 +11,14 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 /// 128 MB Lambda next to 64 in-flight fetches.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// What writing one object took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    /// S3 requests, the completing one included.
+    pub requests: u64,
+}
+
 pub struct ObjectWriter {
     client: Client,
     bucket: String,
@@ -123,7 +131,7 @@ impl ObjectWriter {
     /// otherwise the last part and CompleteMultipartUpload. On failure the
     /// multipart upload is aborted, so no half object and no billed parts
     /// are left behind.
-    pub async fn finish(mut self) -> Result<u64, PutError> {
+    pub async fn finish(mut self) -> Result<Written, PutError> {
         if self.upload_id.is_none() {
             let body = std::mem::take(&mut self.buffer);
             self.requests += 1;
@@ -136,10 +144,10 @@ impl ObjectWriter {
                 .send()
                 .await
                 .map_err(|err| self.fail("PutObject", S3Failure::from_sdk(&err)))?;
-            return Ok(self.written);
+            return Ok(Written { bytes: self.written, requests: self.requests });
         }
-        let written = self.written;
         let result = self.complete().await;
+        let written = Written { bytes: self.written, requests: self.requests };
         if result.is_err() {
             self.abort().await;
         }
