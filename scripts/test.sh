@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs every test: formatting, lints, and
-# the whole workspace's tests against local-s3 over HTTP, including the ones
-# that drive the Lambda binaries under cargo-lambda's runtime emulator.
+# Installs what the tests need and runs every test: formatting, lints, the
+# whole workspace's tests against local-s3 over HTTP (including the ones
+# that drive the Lambda binaries under cargo-lambda's runtime emulator), the
+# template and state machine checks with `sam build`, and the end-to-end run
+# of the state machine over the real binaries.
 # This is the README's test command and exactly what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,3 +34,9 @@ step "cargo test (including the cargo-lambda tests)"
 # The binaries must exist before the tests that start them as processes.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --include-ignored
+
+step "template and state machine: cfn-lint, sam validate --lint, asl-validator, sam build"
+bash scripts/check-deploy.sh
+
+step "end to end: the state machine under aws-local-stepfunctions over the Lambda binaries"
+bash tests/e2e/run.sh

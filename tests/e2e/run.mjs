@@ -55,6 +55,7 @@ const { values: args } = parseArgs({
     mergers: { type: 'string', default: process.env.S3MM_E2E_MERGERS ?? '50' },
     'fault-rate': { type: 'string', default: process.env.S3MM_E2E_FAULT_RATE ?? '0.05' },
     'latency-ms': { type: 'string', default: process.env.S3MM_E2E_LATENCY_MS ?? '2' },
+    profile: { type: 'string', default: process.env.S3MM_E2E_PROFILE ?? 'release' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -63,7 +64,6 @@ const BATCH_SIZE = Number(args['batch-size']);
 const MERGERS = Number(args.mergers);
 const FAULT_RATE = Number(args['fault-rate']);
 const LATENCY_MS = Number(args['latency-ms']);
-const MAX_CONCURRENCY = 50;
 
 // ------------------------------------------------------------------ checks
 
@@ -133,6 +133,10 @@ async function stopAll() {
   await Promise.all([...children].map((c) => stopProcess(c)));
 }
 
+// A Task still running when its execution was aborted (a failed batch
+// stops the local Map) may reject later: that is not a test failure.
+process.on('unhandledRejection', (err) => log(`late rejection: ${err?.name ?? ''} ${String(err?.message ?? err).slice(0, 200)}`));
+
 process.on('exit', () => {
   for (const child of children) {
     try {
@@ -188,7 +192,7 @@ function tail(file, lines = 15) {
 
 // ----------------------------------------------------------------- local-s3
 
-const binary = (name) => path.join(ROOT, 'target', 'release', name);
+const binary = (name) => path.join(ROOT, 'target', args.profile, name);
 
 /** Starts local-s3 on `root`; resolves with its endpoint and a way to stop it and read its counters. */
 async function startLocalS3(label, root, extra = []) {
@@ -239,6 +243,55 @@ function s3Client(endpoint) {
   });
 }
 
+/**
+ * A pass-through proxy in front of local-s3 (Host and every signed header
+ * pass unchanged, so SigV4 still verifies). `refuse(method, url)` picks
+ * requests to answer with S3's 503 SlowDown instead of forwarding them.
+ */
+function startS3Proxy(targetEndpoint, refuse) {
+  const target = new URL(targetEndpoint);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const sockets = new Set();
+  let refused = 0;
+  const server = http.createServer((req, res) => {
+    if (refuse(req.method, req.url)) {
+      refused++;
+      req.resume();
+      const body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
+      res.writeHead(503, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (up) => {
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => req.socket.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        endpoint: `http://127.0.0.1:${server.address().port}`,
+        refused: () => refused,
+        close: () =>
+          new Promise((done) => {
+            for (const socket of sockets) socket.destroy();
+            agent.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
 async function getText(s3, Bucket, Key) {
   const out = await s3.send(new GetObjectCommand({ Bucket, Key }));
   return Buffer.from(await out.Body.transformToByteArray());
@@ -252,17 +305,6 @@ async function exists(s3, Bucket, Key) {
     if (err?.$metadata?.httpStatusCode === 404) return false;
     throw err;
   }
-}
-
-async function listKeys(s3, Bucket, Prefix) {
-  const keys = [];
-  let ContinuationToken;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket, Prefix, ContinuationToken }));
-    for (const o of page.Contents ?? []) keys.push(o.Key);
-    ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (ContinuationToken);
-  return keys;
 }
 
 /** Runs `fn` over `items`, `limit` at a time. */
@@ -950,9 +992,9 @@ async function main() {
   await fsp.writeFile(path.join(tmpDir, 'aws-config-empty'), '');
   await fsp.writeFile(path.join(tmpDir, 'aws-credentials-empty'), '');
   const s3Root = path.join(tmpDir, 's3');
-  log(`files ${FILES}, batch size ${BATCH_SIZE}, csv-merger processes ${MERGERS}, fault rate ${FAULT_RATE}, work dir ${tmpDir}`);
+  log(`files ${FILES}, batch size ${BATCH_SIZE}, csv-merger processes ${MERGERS}, fault rate ${FAULT_RATE}, binaries target/${args.profile}, work dir ${tmpDir}`);
   for (const name of ['local-s3', 'mover', 'batch-generator', 'csv-merger', 'results-aggregator']) {
-    if (!fs.existsSync(binary(name))) throw new Error(`${binary(name)} is missing: cargo build --release --bins first (run.sh does)`);
+    if (!fs.existsSync(binary(name))) throw new Error(`${binary(name)} is missing: build the binaries first (run.sh does)`);
   }
   const t0 = Date.now();
 
@@ -962,7 +1004,7 @@ async function main() {
   const emulator = await Emulator.start();
   log(`cargo lambda watch --only-lambda-apis on 127.0.0.1:${emulator.port} (${elapsed(t0)})`);
 
-  const fleet = (endpoint, fragileMergers = 0) => {
+  const fleet = (endpoint, mergerEnv = {}) => {
     const env = { AWS_ENDPOINT_URL: endpoint };
     emulator.startFunction('mover', 2, {
       ...env,
@@ -974,10 +1016,7 @@ async function main() {
     });
     emulator.startFunction('batch-generator', 1, { ...env, BATCH_SIZE: '1000' });
     emulator.startFunction('results-aggregator', 1, { ...env, FETCH_CONCURRENCY: '32' });
-    emulator.startFunction('csv-merger', MERGERS - fragileMergers, { ...env, FETCH_CONCURRENCY: '64' });
-    // Fragile workers give up on the first S3 error (no SDK retry), so a
-    // fault reaches the state machine as TransientS3Error and its Retry.
-    if (fragileMergers) emulator.startFunction('csv-merger', fragileMergers, { ...env, FETCH_CONCURRENCY: '64', AWS_MAX_ATTEMPTS: '1' }, '-fragile');
+    emulator.startFunction('csv-merger', MERGERS, { ...env, FETCH_CONCURRENCY: '64', ...mergerEnv });
   };
   fleet(server.endpoint);
   await sleep(1500);
@@ -1025,12 +1064,13 @@ async function main() {
   log(`clean run: ${run1Secs}; invocations ${JSON.stringify(stats1)}`);
   const clean = await verifyRun(s3, 'e2e-clean', entries, run1, 'clean run');
   if (clean) {
+    const maxConcurrency = Math.min(machine.definition.States[machine.split.mapName].MaxConcurrency, run1.items.length, MERGERS);
     const overlap = await batchOverlap(s3, 'e2e-clean', run1.items);
     const inFlight = stats1['csv-merger']?.maxInFlight ?? 0;
     console.log(`# max concurrent csv-merger: ${inFlight} invocations in flight (runner), ${overlap} executing at once (from the binaries' own start/finish times)`);
     check(
-      `clean run: ${MAX_CONCURRENCY} csv-merger invocations run at once (MaxConcurrency)`,
-      inFlight === MAX_CONCURRENCY && overlap === Math.min(MAX_CONCURRENCY, MERGERS),
+      `clean run: ${maxConcurrency} csv-merger invocations run at once (MaxConcurrency)`,
+      inFlight === maxConcurrency && overlap === maxConcurrency,
       `in flight ${inFlight}, executing at once ${overlap}`,
     );
     check('clean run: one csv-merger invocation per batch', stats1['csv-merger']?.invocations === run1.items.length,
@@ -1039,15 +1079,26 @@ async function main() {
 
   // Run 2: the same sources, local-s3 restarted on the same data with
   // random faults (503 SlowDown, 500, dropped connections, 200-with-error
-  // copies), 10 of the csv-merger processes without SDK retries, and a
-  // Lambda throttle before the first attempt of every 10th batch.
+  // copies at FAULT_RATE); the csv-mergers reach it through a proxy that
+  // also answers SlowDown to the manifest read of the first attempt of every
+  // 5th batch, and with 3 SDK attempts instead of 10, so S3 trouble reaches
+  // the state machine as TransientS3Error; and a Lambda throttle before the
+  // first attempt of every 10th batch.
   await emulator.stopFleet();
   const counters1 = await server.stop();
   log(`local-s3 (clean) requests: ${JSON.stringify(counters1?.requests ?? {})}`);
   server = await startLocalS3('local-s3-faults', s3Root, ['--latency-ms', String(LATENCY_MS), '--fault-rate', String(FAULT_RATE), '--seed', '7']);
   s3 = s3Client(server.endpoint);
   machine.s3 = s3;
-  fleet(server.endpoint, Math.min(10, Math.floor(MERGERS / 5)));
+  const refusedBatches = new Set();
+  const proxy = await startS3Proxy(server.endpoint, (method, url) => {
+    const m = method === 'GET' && /\/e2e-faults\/_manifests\/batch-(\d+)\.json/.exec(url);
+    if (!m || Number(m[1]) % 5 !== 3) return false;
+    const refuse = machine.attempts.get(`MergeBatch:${Number(m[1])}:e2e-faults`) === 1;
+    if (refuse) refusedBatches.add(Number(m[1]));
+    return refuse;
+  });
+  fleet(server.endpoint, { AWS_ENDPOINT_URL: proxy.endpoint, AWS_MAX_ATTEMPTS: '3' });
   await sleep(1500);
   check('every Lambda runtime process restarts against the faulty local-s3', emulator.deadFunctions().length === 0,
     emulator.deadFunctions().map((c) => `${c.label} ${c.exitInfo}`).join('; '));
@@ -1073,10 +1124,14 @@ async function main() {
     check('fault run: output bytes identical to the clean run', same);
   }
   const merger2 = stats2['csv-merger'] ?? { invocations: 0, errors: {} };
+  const expectedRefused = (run2.items ?? []).filter((it) => it.batch_id % 5 === 3).length;
   check(
     'fault run: csv-merger was re-invoked by Retry after TransientS3Error',
-    (merger2.errors.TransientS3Error ?? 0) > 0 && merger2.invocations > (run2.items?.length ?? 0) - throttles,
-    `${merger2.invocations} invocations for ${run2.items?.length} batches, errors ${JSON.stringify(merger2.errors)}`,
+    refusedBatches.size === expectedRefused && expectedRefused > 0 &&
+      (merger2.errors.TransientS3Error ?? 0) >= expectedRefused &&
+      merger2.invocations >= (run2.items?.length ?? 0) + (merger2.errors.TransientS3Error ?? 0),
+    `${merger2.invocations} invocations for ${run2.items?.length} batches, errors ${JSON.stringify(merger2.errors)}, ` +
+      `${refusedBatches.size} batches' first attempt refused by the proxy`,
   );
   check(
     'fault run: Lambda throttles (Lambda.TooManyRequestsException) were retried',
@@ -1084,6 +1139,7 @@ async function main() {
     `${throttles} throttles, MergeBatch retried ${run2.retried?.MergeBatch ?? 0} times`,
   );
   await emulator.stopFleet();
+  await proxy.close();
   const counters2 = await server.stop();
   const injected = counters2?.faults ?? {};
   const faultCount = typeof injected === 'number' ? injected : Object.values(injected).reduce((a, b) => a + (Number(b) || 0), 0);

