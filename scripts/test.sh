@@ -39,4 +39,5 @@ step "template and state machine: cfn-lint, sam validate --lint, asl-validator, 
 bash scripts/check-deploy.sh
 
 step "end to end: the state machine under aws-local-stepfunctions over the Lambda binaries"
-bash tests/e2e/run.sh
+# The debug binaries built above; `bash tests/e2e/run.sh` alone builds release ones.
+S3MM_E2E_PROFILE=debug bash tests/e2e/run.sh
