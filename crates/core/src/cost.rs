@@ -225,12 +225,14 @@ pub fn merge_run(table: &PriceTable, a: &MergeAssumptions) -> Estimate {
     let mut lines = s3_requests(table, &merge_requests(a.files as u64, a.batch_size as u64));
     lines.extend(lambda(table, "csv-merger", batches, a.ms_per_batch, a.merger_memory_mb, a.architecture));
     lines.extend(lambda(table, "batch-generator + results-aggregator", 2.0, 5_000.0, 256.0, a.architecture));
-    // Parent: ~6 transitions; each child Express execution is one request of ~1 s at 64 MB.
+    // The parent: ~8 transitions, plus one for every child the Distributed
+    // Map starts; each child Express execution is one request of ~1 s at 64 MB.
+    let transitions = 8.0 + batches;
     lines.push(CostLine {
         item: "Step Functions Standard transitions".into(),
-        quantity: 8.0,
+        quantity: transitions,
         unit: "transitions".into(),
-        dollars: 8.0 / 1000.0 * table.step_functions.standard_transitions_per_1000,
+        dollars: transitions / 1000.0 * table.step_functions.standard_transitions_per_1000,
     });
     let child_gb_hours = batches * (a.ms_per_batch / 1000.0) / 3600.0 * 0.064;
     lines.push(CostLine {

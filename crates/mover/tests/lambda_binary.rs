@@ -3,11 +3,11 @@
 //! process. Needs `cargo-lambda` on PATH (scripts/test.sh installs it), so
 //! it is marked ignored for a bare `cargo test` and run by the test script.
 
+mod common;
+
+use common::{Killed, cargo_lambda, free_port, start_local_s3};
 use s3mm_core::client::{ClientSettings, client_for_endpoint};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The object every sample event in `events/` announces: its MD5 is the
@@ -16,53 +16,6 @@ const SAMPLE_BODY: &[u8] = "date,city,amount\n2026-11-24,São Paulo,42\n".as_byt
 const SAMPLE_KEY: &str = "incoming/daily report São Paulo.csv";
 const SOURCE: &str = "s3mm-demo-source";
 const DEST: &str = "s3mm-demo-archive";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-/// A binary of another workspace package, built beside this test by
-/// `cargo test --workspace` (`target/<profile>/`).
-fn target_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let path = profile_dir.join(name);
-    assert!(path.exists(), "{} not built; run cargo build --workspace first", path.display());
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-fn start_local_s3(root: &Path) -> (Killed, String) {
-    let mut child = Command::new(target_binary("local-s3"))
-        .args(["--root", root.to_str().expect("utf-8 path"), "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("local-s3 starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut first = String::new();
-    BufReader::new(stdout).read_line(&mut first).expect("endpoint line");
-    let endpoint = first.trim().strip_prefix("endpoint=").expect("endpoint= line").to_owned();
-    (Killed(child), endpoint)
-}
-
-fn cargo_lambda() -> Command {
-    let mut command = Command::new("cargo");
-    command.arg("lambda").current_dir(workspace_root());
-    command
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs cargo-lambda on PATH; scripts/test.sh runs it"]

@@ -1,15 +1,18 @@
 //! Moving 20,000 objects of 1 KiB on one local-s3, in one run: the mover's
-//! handler fed SQS-sized batches of 10 events, against `s5cmd mv` and
-//! `aws s3 mv --recursive` over the same objects on the same server.
-//! Prints objects/s, ratios, and S3 requests per moved object.
+//! handler fed SQS-sized batches of 10 events, and `s3mm move` (the sweep),
+//! against `s5cmd mv` and `aws s3 mv --recursive` over the same objects on
+//! the same server. Prints objects/s, ratios, and S3 requests per moved
+//! object.
 //!
-//! `cargo bench -p mover --bench move` (OBJECTS=N to change the count).
+//! `cargo bench -p s3mm-cli --bench move` (OBJECTS=N to change the count).
 //! s5cmd and awscli are looked up in `.venv-bench/bin` and on PATH
 //! (`scripts/bench-tools.sh` installs them); a missing peer is reported and skipped.
 
 use futures::{StreamExt, stream};
 use local_s3::{LocalS3, Options};
 use mover::Handler;
+use s3mm_cli::pipeline;
+use s3mm_cli::s3url::S3Url;
 use s3mm_core::client::ClientSettings;
 use s3mm_core::keys::encode_event_key;
 use s3mm_core::{Mover, MoverConfig, client_for_endpoint};
@@ -84,7 +87,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = LocalS3::start_with(Options::new(dir.path())).await.expect("local-s3");
     server.create_bucket("src").expect("bucket");
-    for bucket in ["dst", "dst-s5cmd", "dst-aws"] {
+    for bucket in ["dst", "dst-sweep", "dst-s5cmd", "dst-aws"] {
         server.create_bucket(bucket).expect("bucket");
     }
     let endpoint = server.endpoint();
@@ -140,6 +143,23 @@ async fn main() {
         name: "s3mm mover (SQS batches of 10)",
         seconds,
         moved: count_moved(&server, "dst", count),
+        requests,
+    });
+
+    // `s3mm move`: list the prefix, move each object with the same rules.
+    seed(&server, count);
+    let client = client_for_endpoint(&endpoint, server.access_key(), server.secret_key(), &ClientSettings::default());
+    let progress = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let source = S3Url { bucket: "src".into(), prefix: "incoming/".into() };
+    let dest = S3Url { bucket: "dst-sweep".into(), prefix: "archive/".into() };
+    server.reset_counters();
+    let tally = pipeline::sweep(&client, &source, &dest, false, 64, &progress).await.expect("sweep");
+    assert_eq!(tally.failed, 0);
+    let requests = server.counters();
+    runs.push(Run {
+        name: "s3mm move (sweep)",
+        seconds: tally.seconds,
+        moved: count_moved(&server, "dst-sweep", count),
         requests,
     });
 
