@@ -122,11 +122,31 @@ impl MoverConfig {
         if let Some(bucket) = &source_bucket {
             validate_bucket_name("SOURCE_BUCKET", bucket)?;
         }
+        let dest_prefix = env.string_or("DEST_PREFIX", "");
+        let source_prefix = env.string_or("SOURCE_PREFIX", "");
+        let keep_source_prefix = env.bool_or("KEEP_SOURCE_PREFIX", false)?;
+        // Every key would map onto itself: a mover that can do nothing but
+        // skip is a deployment mistake, better refused at init.
+        let mapping = crate::keys::KeyMapping::new(&source_prefix, &dest_prefix, keep_source_prefix);
+        let identity = if keep_source_prefix {
+            mapping.dest_prefix().is_empty()
+        } else {
+            mapping.dest_prefix() == mapping.source_prefix()
+        };
+        if identity && source_bucket.as_deref() == Some(dest_bucket.as_str()) {
+            return Err(ConfigError::Invalid {
+                var: "DEST_PREFIX",
+                value: dest_prefix,
+                reason: format!(
+                    "with DEST_BUCKET = SOURCE_BUCKET ({dest_bucket}), SOURCE_PREFIX {source_prefix:?} and KEEP_SOURCE_PREFIX={keep_source_prefix} every object would map onto itself"
+                ),
+            });
+        }
         Ok(Self {
             dest_bucket,
-            dest_prefix: env.string_or("DEST_PREFIX", ""),
-            source_prefix: env.string_or("SOURCE_PREFIX", ""),
-            keep_source_prefix: env.bool_or("KEEP_SOURCE_PREFIX", false)?,
+            dest_prefix,
+            source_prefix,
+            keep_source_prefix,
             source_bucket,
             delete_source: env.bool_or("DELETE_SOURCE", true)?,
             // S3 parts are at least 5 MiB, so a lower threshold is meaningless.

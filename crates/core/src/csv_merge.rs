@@ -90,6 +90,17 @@ pub enum FileOutcome {
     HeaderMismatch { expected: String, found: String },
 }
 
+/// Headers longer than this are cut in reports: a "header" that is really a
+/// whole file on one line must not be copied into report.json.
+const HEADER_PREVIEW_BYTES: usize = 200;
+
+fn preview(header: &[u8]) -> String {
+    if header.len() <= HEADER_PREVIEW_BYTES {
+        return String::from_utf8_lossy(header).into_owned();
+    }
+    format!("{}… ({} bytes)", String::from_utf8_lossy(&header[..HEADER_PREVIEW_BYTES]), header.len())
+}
+
 /// Appends source files to one merged CSV held in a buffer the caller
 /// drains (to upload a part) whenever it likes.
 #[derive(Debug, Default)]
@@ -170,10 +181,7 @@ impl CsvMerger {
                 self.write(&terminator);
             }
             Some(expected) if expected.as_slice() != header => {
-                return FileOutcome::HeaderMismatch {
-                    expected: String::from_utf8_lossy(expected).into_owned(),
-                    found: String::from_utf8_lossy(header).into_owned(),
-                };
+                return FileOutcome::HeaderMismatch { expected: preview(expected), found: preview(header) };
             }
             Some(_) => {}
         }
@@ -307,6 +315,14 @@ mod tests {
         assert_eq!(merger.push(b"a,b\n3,4"), FileOutcome::Merged { rows: 1, odd_rows: 0 });
         assert_eq!(merger.take(), b"a,b\r\n1,2\r\n3,4\r\n");
         assert_eq!(CsvMerger::with_header(b"x").header_line().as_deref(), Some(&b"x\n"[..]));
+    }
+
+    #[test]
+    fn a_huge_mismatched_header_is_cut_in_the_outcome() {
+        let huge = vec![b'x'; 1 << 20];
+        let (_, outcomes) = merge(&[b"a,b\n1,2\n", &huge]);
+        let FileOutcome::HeaderMismatch { found, .. } = &outcomes[1] else { panic!("{:?}", outcomes[1]) };
+        assert!(found.len() < 300 && found.ends_with("(1048576 bytes)"), "{found}");
     }
 
     #[test]

@@ -182,6 +182,10 @@ pub enum MoveError {
     Delete(#[from] DeleteError),
     #[error(transparent)]
     Multipart(Box<MultipartCopyError>),
+    #[error(
+        "s3://{src_bucket}/{src_key} maps to a destination key of {len} bytes in {dst_bucket}, over S3's 1024-byte limit; source kept"
+    )]
+    DestinationKeyTooLong { src_bucket: String, src_key: String, dst_bucket: String, len: usize },
 }
 
 /// Boxed inside [`MoveError`]: it names both objects and the failed step.

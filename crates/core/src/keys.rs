@@ -6,6 +6,9 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+/// S3's limit on a key's length, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("event key {key:?} has an invalid percent escape at byte {position}")]
@@ -43,7 +46,7 @@ pub fn decode_event_key(raw: &str) -> Result<String, KeyError> {
     let spaced = raw.replace('+', " ");
     let decoded =
         percent_decode_str(&spaced).decode_utf8().map_err(|_| KeyError::NotUtf8 { key: raw.to_owned() })?.into_owned();
-    if decoded.len() > 1024 {
+    if decoded.len() > MAX_KEY_BYTES {
         return Err(KeyError::TooLong { len: decoded.len(), key: decoded });
     }
     Ok(decoded)

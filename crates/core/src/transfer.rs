@@ -194,6 +194,16 @@ impl Mover {
             Err(reason) => return Ok(MoveOutcome::Skipped { reason }),
         };
         let dest_bucket = self.config.dest_bucket.clone();
+        // A longer destination prefix can push a legal source key over the
+        // limit; S3 would refuse the copy anyway, but this names the cause.
+        if dest_key.len() > crate::keys::MAX_KEY_BYTES {
+            return Err(MoveError::DestinationKeyTooLong {
+                src_bucket: request.bucket.clone(),
+                src_key: request.key.clone(),
+                dst_bucket: dest_bucket,
+                len: dest_key.len(),
+            });
+        }
         if request.size.is_some_and(|size| size > self.config.multipart_copy_threshold) {
             return self.multipart_move(request, &dest_key).await;
         }

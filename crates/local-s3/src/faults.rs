@@ -82,6 +82,9 @@ struct State {
     rate: f64,
     kinds: Vec<FaultKind>,
     rules: Vec<Rule>,
+    /// Buckets answered with 403 AccessDenied, each for some operations
+    /// (empty = all).
+    denied: Vec<(String, Vec<Op>)>,
     rng: StdRng,
 }
 
@@ -90,6 +93,8 @@ pub struct Faults {
     state: Mutex<State>,
     /// Lets the common no-fault path skip the mutex.
     armed: AtomicBool,
+    /// Whether any bucket is denied; lets the common path skip the mutex.
+    denying: AtomicBool,
     latency_ns: AtomicU64,
     jitter_ns: AtomicU64,
     /// Requests seen per operation, never reset; `fail_nth` counts from here.
@@ -108,9 +113,11 @@ impl Faults {
                 rate: 0.0,
                 kinds: Vec::new(),
                 rules: Vec::new(),
+                denied: Vec::new(),
                 rng: StdRng::seed_from_u64(seed),
             }),
             armed: AtomicBool::new(false),
+            denying: AtomicBool::new(false),
             latency_ns: AtomicU64::new(0),
             jitter_ns: AtomicU64::new(0),
             arrivals: (0..Op::COUNT).map(|_| AtomicU64::new(0)).collect(),
@@ -161,11 +168,49 @@ impl Faults {
         self.rearm(&st);
     }
 
-    /// Removes all rules, random faults and latency.
+    /// Answers every request on `bucket` whose operation is one of
+    /// `operations` (empty = every operation) with 403 `AccessDenied`, as S3
+    /// does when the caller's policy lacks the action, until [`Faults::clear`].
+    /// The request is not processed. Denials are not counted as injected
+    /// faults: they are a policy, not a transient failure.
+    ///
+    /// # Panics
+    /// On an unknown operation name, for the same reason as [`Faults::fail_nth`].
+    pub fn deny(&self, bucket: &str, operations: &[&str]) {
+        let ops = operations
+            .iter()
+            .map(|name| {
+                Op::from_name(name).unwrap_or_else(|| {
+                    let known: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
+                    panic!("deny: unknown operation {name:?}; known: {known:?}")
+                })
+            })
+            .collect();
+        let mut st = lock(&self.state);
+        st.denied.push((bucket.to_owned(), ops));
+        self.denying.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a request of `op` on `bucket` is denied by [`Faults::deny`].
+    pub(crate) fn is_denied(&self, op: Op, bucket: &str) -> bool {
+        if !self.denying.load(Ordering::SeqCst) {
+            return false;
+        }
+        lock(&self.state).denied.iter().any(|(b, ops)| b == bucket && (ops.is_empty() || ops.contains(&op)))
+    }
+
+    /// Whether any [`Faults::deny`] rule is in force.
+    pub(crate) fn denies_any(&self) -> bool {
+        self.denying.load(Ordering::SeqCst)
+    }
+
+    /// Removes all rules, denials, random faults and latency.
     pub fn clear(&self) {
         let mut st = lock(&self.state);
         st.rate = 0.0;
         st.rules.clear();
+        st.denied.clear();
+        self.denying.store(false, Ordering::SeqCst);
         self.rearm(&st);
         self.set_latency(Duration::ZERO, Duration::ZERO);
     }
@@ -269,6 +314,20 @@ mod tests {
     #[should_panic(expected = "unknown operation")]
     fn unknown_operation_names_are_rejected() {
         faults().fail_nth("PutObjects", 1, FaultKind::SlowDown);
+    }
+
+    #[test]
+    fn denials_name_a_bucket_and_some_operations() {
+        let f = faults();
+        assert!(!f.is_denied(Op::GetObject, "b"));
+        f.deny("b", &["DeleteObject"]);
+        f.deny("c", &[]);
+        assert!(f.is_denied(Op::DeleteObject, "b"));
+        assert!(!f.is_denied(Op::GetObject, "b"));
+        assert!(f.is_denied(Op::PutObject, "c"));
+        assert!(!f.is_denied(Op::DeleteObject, "d"));
+        f.clear();
+        assert!(!f.is_denied(Op::PutObject, "c"));
     }
 
     #[test]

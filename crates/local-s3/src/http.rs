@@ -101,6 +101,15 @@ impl Shared {
     }
 }
 
+/// The bucket named by `x-amz-copy-source` (`bucket/key`, optionally with a
+/// leading `/` and percent-encoded).
+fn copy_source_bucket(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("x-amz-copy-source")?.to_str().ok()?;
+    let value = value.strip_prefix('/').unwrap_or(value);
+    let bucket = value.split('/').next()?;
+    Some(percent_encoding::percent_decode_str(bucket).decode_utf8_lossy().into_owned())
+}
+
 /// The error returned to hyper to abort a connection without a response.
 #[derive(Debug, thiserror::Error)]
 #[error("connection dropped by fault injection")]
@@ -121,6 +130,17 @@ impl Frontend {
         let op = classify(req.method(), req.uri(), req.headers());
         let target = self.shared.journal_on.load(Ordering::Relaxed).then(|| bucket_and_key(req.uri()));
         self.shared.requests[op.index()].fetch_add(1, Ordering::Relaxed);
+        if self.shared.faults.denies_any() {
+            // CopyObject also needs read access to its source, as in S3.
+            let denied = self.shared.faults.is_denied(op, &bucket_and_key(req.uri()).0)
+                || copy_source_bucket(req.headers()).is_some_and(|b| self.shared.faults.is_denied(Op::GetObject, &b));
+            if denied {
+                let _ = req.into_body().collect().await;
+                let response = self.error_response(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied");
+                self.shared.record(op, target, response.status(), None);
+                return Ok(response);
+            }
+        }
         let fault = self.shared.faults.decide(op);
         let delay = self.shared.faults.latency();
         if !delay.is_zero() {

@@ -471,6 +471,9 @@ impl Store {
     /// A staging file for a new version of `key`, beside its final name.
     pub fn staging(&self, bucket: &str, key: &str) -> Result<Staging> {
         let b = self.bucket(bucket)?;
+        if key.len() > 1024 {
+            return Err(Error::KeyTooLong { bucket: bucket.to_owned(), len: key.len() });
+        }
         let final_path = b.object_path(key, 0);
         let dir = final_path.parent().unwrap_or(&b.dir);
         Ok(self.staging_at(dir, None))
