@@ -15,8 +15,59 @@ use s3mm_core::client::{ClientSettings, client_for_endpoint};
 use s3mm_core::keys::encode_event_key;
 use s3mm_core::{Mover, MoverConfig};
 use serde_json::json;
+use aws_sdk_s3::config::interceptors::{BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Counts SDK operations and their attempts, so the soak can report how
+/// many requests the SDK retried.
+#[derive(Debug, Clone, Default)]
+struct Attempts {
+    operations: Arc<AtomicU64>,
+    attempts: Arc<AtomicU64>,
+}
+
+impl Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "soak-attempts"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Attempts {
+    /// The client, with this counter attached.
+    fn attach(&self, client: &aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(client.config().to_builder().interceptor(self.clone()).build())
+    }
+
+    /// (operations, SDK retries)
+    fn read(&self) -> (u64, u64) {
+        let operations = self.operations.load(Ordering::Relaxed);
+        (operations, self.attempts.load(Ordering::Relaxed).saturating_sub(operations))
+    }
+}
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -75,7 +126,9 @@ async fn move_soak_loses_nothing_duplicates_nothing_deletes_nothing_early() {
         max_backoff: Duration::from_millis(20),
         ..Default::default()
     };
-    let client = client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings);
+    let attempts = Attempts::default();
+    let client =
+        attempts.attach(&client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings));
     let config = MoverConfig {
         dest_bucket: "dst".into(),
         dest_prefix: "out/".into(),
@@ -157,8 +210,9 @@ async fn move_soak_loses_nothing_duplicates_nothing_deletes_nothing_early() {
     assert!(premature.is_empty(), "deleted before a confirmed copy: {premature:?}");
     let injected = server.faults_injected();
     let total_faults: u64 = injected.values().sum();
+    let (operations, retries) = attempts.read();
     println!(
-        "move soak: {objects} objects, {} deliveries, {total_faults} faults injected {injected:?}, {reported_failures} failures reported and redelivered over {rounds} rounds, {deletes} deletes, lost 0, duplicated 0, premature deletes 0",
+        "move soak: {objects} objects, {} deliveries, {total_faults} faults injected {injected:?}, {operations} S3 operations, {retries} SDK retries, {reported_failures} failures reported and redelivered over {rounds} rounds, {deletes} deletes, lost 0, duplicated 0, premature deletes 0",
         objects * 2
     );
     assert!(total_faults > 0, "faults were injected");
@@ -173,7 +227,8 @@ async fn merge_soak_every_row_once_and_every_key_accounted_for() {
         server.put_object("src", &format!("csvs/{i:06}.csv"), format!("id,v\n{i},r{i}\n").as_bytes()).expect("seed");
     }
     start_faults(&server);
-    let client = client_for_endpoint(
+    let attempts = Attempts::default();
+    let client = attempts.attach(&client_for_endpoint(
         &server.endpoint(),
         server.access_key(),
         server.secret_key(),
@@ -182,7 +237,7 @@ async fn merge_soak_every_row_once_and_every_key_accounted_for() {
             max_backoff: Duration::from_millis(50),
             ..Default::default()
         },
-    );
+    ));
     let options = MergeOptions {
         batch_size: 250,
         map_concurrency: 50,
@@ -224,8 +279,10 @@ async fn merge_soak_every_row_once_and_every_key_accounted_for() {
     let merged = server.object("dst", "merged/soak/merged.csv").expect("merged.csv").data;
     assert_eq!(merged.iter().filter(|b| **b == b'\n').count(), files + 1);
     let injected: BTreeMap<String, u64> = server.faults_injected();
+    let (operations, retries) = attempts.read();
     println!(
-        "merge soak: {files} files, faults injected {injected:?}, every row exactly once, report accounts for all"
+        "merge soak: {files} files, {} faults injected {injected:?}, {operations} S3 operations, {retries} SDK retries, every row exactly once (lost 0, duplicated 0), report accounts for all {files} keys",
+        injected.values().sum::<u64>()
     );
     assert!(injected.values().sum::<u64>() > 0);
 }
