@@ -12,6 +12,8 @@
 //! prefix, zero-byte, header-only, binary and invalid-UTF-8 files, a CSV
 //! that is one huge line. Configuration: every bad environment value.
 
+mod common;
+
 use local_s3::{FaultKind, LocalS3};
 use s3mm_core::client::{ClientSettings, client_for_endpoint};
 use s3mm_core::config::{ConfigError, Env, LogFormat, MergeConfig};
@@ -45,19 +47,6 @@ async fn fixture_with(max_attempts: u32) -> Fixture {
 
 async fn fixture() -> Fixture {
     fixture_with(3).await
-}
-
-fn mover_config() -> MoverConfig {
-    MoverConfig {
-        dest_bucket: "dst".into(),
-        dest_prefix: "out/".into(),
-        source_prefix: "in/".into(),
-        keep_source_prefix: false,
-        source_bucket: Some("src".into()),
-        delete_source: true,
-        multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
-        fetch_concurrency: 8,
-    }
 }
 
 fn mover(f: &Fixture, config: MoverConfig) -> mover::Handler {
@@ -118,7 +107,7 @@ async fn truncated_json_in_one_sqs_message_fails_only_that_message() {
         {"messageId": "m-truncated", "eventSource": "aws:sqs", "body": truncated},
         {"messageId": "m-good", "eventSource": "aws:sqs", "body": good.to_string()},
     ]});
-    let response = mover(&f, mover_config()).handle(&event, "t").await.expect("answered");
+    let response = mover(&f, common::mover_config(8)).handle(&event, "t").await.expect("answered");
     assert_eq!(response.body["batchItemFailures"], json!([{"itemIdentifier": "m-truncated"}]));
     moved(&f, "in/good.csv", "out/good.csv", b"id\n1\n");
     assert_eq!(data(&f, "src", "in/kept.csv").as_deref(), Some(&kept[..]));
@@ -130,7 +119,7 @@ async fn a_record_without_its_object_is_a_malformed_event() {
     let body = b"id\n1\n";
     f.server.put_object("src", "in/a.csv", body).expect("seed");
     let event = json!({"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "src"}}}]});
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MalformedEvent");
     assert!(message.contains("record 0") && message.contains("object"), "{message}");
     untouched(&f, "in/a.csv", body);
@@ -139,7 +128,7 @@ async fn a_record_without_its_object_is_a_malformed_event() {
 #[tokio::test]
 async fn an_unknown_event_shape_says_what_arrived() {
     let f = fixture().await;
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &json!({"hello": "world"})).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &json!({"hello": "world"})).await;
     assert_eq!(kind, "MalformedEvent");
     assert!(message.contains("unrecognised event") && message.contains("hello"), "{message}");
 }
@@ -147,7 +136,7 @@ async fn an_unknown_event_shape_says_what_arrived() {
 #[tokio::test]
 async fn records_that_are_not_an_array_are_rejected() {
     let f = fixture().await;
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &json!({"Records": "in/a.csv"})).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &json!({"Records": "in/a.csv"})).await;
     assert_eq!(kind, "MalformedEvent");
     assert!(message.contains("Records"), "{message}");
 }
@@ -155,7 +144,7 @@ async fn records_that_are_not_an_array_are_rejected() {
 #[tokio::test]
 async fn payloads_that_are_not_objects_are_rejected() {
     let f = fixture().await;
-    let handler = mover(&f, mover_config());
+    let handler = mover(&f, common::mover_config(8));
     for payload in [json!(null), json!(42), json!("in/a.csv"), json!([1, 2])] {
         let (kind, message) = mover_error(&handler, &payload).await;
         assert_eq!(kind, "MalformedEvent", "{payload}");
@@ -169,7 +158,7 @@ async fn an_s3_test_event_is_acknowledged_and_moves_nothing() {
     let body = b"id\n1\n";
     f.server.put_object("src", "in/a.csv", body).expect("seed");
     let event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "src"});
-    let response = mover(&f, mover_config()).handle(&event, "t").await.expect("acknowledged");
+    let response = mover(&f, common::mover_config(8)).handle(&event, "t").await.expect("acknowledged");
     assert_eq!(response.body, json!({"test_event": true}));
     untouched(&f, "in/a.csv", body);
 }
@@ -182,7 +171,7 @@ async fn an_invalid_percent_escape_names_the_key_and_touches_nothing() {
     let body = b"id\n1\n";
     f.server.put_object("src", "in/bad%zz.csv", body).expect("seed");
     let event = s3_event(vec![record("src", "in/bad%zz.csv", None)]);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MalformedEvent");
     assert!(message.contains("in/bad%zz.csv") && message.contains("invalid percent escape at byte 6"), "{message}");
     untouched(&f, "in/bad%zz.csv", body);
@@ -192,7 +181,7 @@ async fn an_invalid_percent_escape_names_the_key_and_touches_nothing() {
 async fn an_escape_that_is_not_utf8_is_rejected() {
     let f = fixture().await;
     let event = s3_event(vec![record("src", "in/%FF%FE.csv", None)]);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MalformedEvent");
     assert!(message.contains("does not decode to UTF-8"), "{message}");
 }
@@ -200,7 +189,7 @@ async fn an_escape_that_is_not_utf8_is_rejected() {
 #[tokio::test]
 async fn spaces_plus_percent_and_unicode_keys_move_to_their_exact_names() {
     let f = fixture().await;
-    let handler = mover(&f, mover_config());
+    let handler = mover(&f, common::mover_config(8));
     let keys = ["in/a b+c%d.csv", "in/日本 語/ü+%2B.csv", "in/q?a&b#c=d;e.csv", "in/tab\there.csv", "in/emoji 🦀.csv"];
     for (i, key) in keys.iter().enumerate() {
         let body = format!("id\n{i}\n").into_bytes();
@@ -215,7 +204,7 @@ async fn a_1024_byte_key_moves_when_its_destination_fits() {
     let f = fixture().await;
     let key = format!("in/{}", "k".repeat(1021));
     assert_eq!(key.len(), 1024);
-    let config = MoverConfig { dest_prefix: "ou/".into(), ..mover_config() };
+    let config = MoverConfig { dest_prefix: "ou/".into(), ..common::mover_config(8) };
     let body = b"id\n1\n";
     mover(&f, config).handle(&put(&f, &key, body), "t").await.expect("moved");
     moved(&f, &key, &format!("ou/{}", &key[3..]), body);
@@ -227,7 +216,7 @@ async fn a_destination_key_over_1024_bytes_is_refused_and_the_source_kept() {
     let key = format!("in/{}", "k".repeat(1021));
     let body = b"id\n1\n";
     let event = put(&f, &key, body);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MoveFailed");
     assert!(message.contains("1025 bytes") && message.contains("source kept"), "{message}");
     untouched(&f, &key, body);
@@ -237,7 +226,7 @@ async fn a_destination_key_over_1024_bytes_is_refused_and_the_source_kept() {
 async fn an_event_key_over_1024_bytes_is_rejected() {
     let f = fixture().await;
     let event = s3_event(vec![record("src", &format!("in/{}", "k".repeat(1022)), None)]);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MalformedEvent");
     assert!(message.contains("1025 bytes") && message.contains("1024-byte limit"), "{message}");
 }
@@ -247,8 +236,12 @@ async fn a_key_that_maps_onto_itself_is_skipped_untouched() {
     let f = fixture().await;
     // Any bucket, same prefix on both sides: an event from the destination
     // bucket names an object that already is its own destination.
-    let config =
-        MoverConfig { source_bucket: None, source_prefix: "in/".into(), dest_prefix: "in/".into(), ..mover_config() };
+    let config = MoverConfig {
+        source_bucket: None,
+        source_prefix: "in/".into(),
+        dest_prefix: "in/".into(),
+        ..common::mover_config(8)
+    };
     let body = b"id\n1\n";
     let etag = f.server.put_object("dst", "in/self.csv", body).expect("seed");
     let event = s3_event(vec![record("dst", "in/self.csv", Some(&etag))]);
@@ -282,7 +275,7 @@ async fn a_configuration_whose_source_is_its_destination_is_refused() {
 #[tokio::test]
 async fn a_destination_inside_the_source_prefix_does_not_loop() {
     let f = fixture().await;
-    let config = MoverConfig { dest_bucket: "src".into(), dest_prefix: "in/done/".into(), ..mover_config() };
+    let config = MoverConfig { dest_bucket: "src".into(), dest_prefix: "in/done/".into(), ..common::mover_config(8) };
     let handler = mover(&f, config);
     let body = b"id\n1\n";
     handler.handle(&put(&f, "in/a.csv", body), "t").await.expect("moved");
@@ -302,7 +295,7 @@ async fn an_event_from_another_bucket_is_skipped_untouched() {
     let body = b"id\n1\n";
     let etag = f.server.put_object("dst", "in/a.csv", body).expect("seed");
     let event = s3_event(vec![record("dst", "in/a.csv", Some(&etag))]);
-    let response = mover(&f, mover_config()).handle(&event, "t").await.expect("answered");
+    let response = mover(&f, common::mover_config(8)).handle(&event, "t").await.expect("answered");
     assert_eq!(response.tally.skipped, 1);
     assert_eq!(f.server.keys("dst"), vec!["in/a.csv".to_owned()]);
 }
@@ -310,7 +303,7 @@ async fn an_event_from_another_bucket_is_skipped_untouched() {
 #[tokio::test]
 async fn a_missing_source_bucket_is_named() {
     let f = fixture().await;
-    let config = MoverConfig { source_bucket: None, ..mover_config() };
+    let config = MoverConfig { source_bucket: None, ..common::mover_config(8) };
     let event = s3_event(vec![record("no-such-source", "in/a.csv", None)]);
     let (kind, message) = mover_error(&mover(&f, config), &event).await;
     assert_eq!(kind, "MoveFailed");
@@ -321,7 +314,7 @@ async fn a_missing_source_bucket_is_named() {
 #[tokio::test]
 async fn a_missing_destination_bucket_is_named_and_the_source_kept() {
     let f = fixture().await;
-    let config = MoverConfig { dest_bucket: "no-such-dest".into(), ..mover_config() };
+    let config = MoverConfig { dest_bucket: "no-such-dest".into(), ..common::mover_config(8) };
     let body = b"id\n1\n";
     let event = put(&f, "in/a.csv", body);
     let (kind, message) = mover_error(&mover(&f, config), &event).await;
@@ -336,7 +329,7 @@ async fn access_denied_reading_the_source_keeps_everything() {
     let body = b"id\n1\n";
     let event = put(&f, "in/a.csv", body);
     f.server.faults().deny("src", &["GetObject"]);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MoveFailed");
     assert!(message.contains("AccessDenied") && message.contains("s3://src/in/a.csv"), "{message}");
     f.server.faults().clear();
@@ -349,7 +342,7 @@ async fn access_denied_writing_the_destination_keeps_everything() {
     let body = b"id\n1\n";
     let event = put(&f, "in/a.csv", body);
     f.server.faults().deny("dst", &[]);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MoveFailed");
     assert!(message.contains("AccessDenied") && message.contains("s3://dst/out/a.csv"), "{message}");
     f.server.faults().clear();
@@ -359,7 +352,7 @@ async fn access_denied_writing_the_destination_keeps_everything() {
 #[tokio::test]
 async fn access_denied_deleting_the_source_is_reported_and_a_redelivery_finishes() {
     let f = fixture().await;
-    let handler = mover(&f, mover_config());
+    let handler = mover(&f, common::mover_config(8));
     let body = b"id\n1\n";
     let event = put(&f, "in/a.csv", body);
     f.server.faults().deny("src", &["DeleteObject"]);
@@ -379,7 +372,7 @@ async fn access_denied_deleting_the_source_is_reported_and_a_redelivery_finishes
 async fn a_source_that_never_existed_is_a_reported_failure() {
     let f = fixture().await;
     let event = s3_event(vec![record("src", "in/ghost.csv", Some("0123456789abcdef0123456789abcdef"))]);
-    let (kind, message) = mover_error(&mover(&f, mover_config()), &event).await;
+    let (kind, message) = mover_error(&mover(&f, common::mover_config(8)), &event).await;
     assert_eq!(kind, "MoveFailed");
     assert!(message.contains("s3://src/in/ghost.csv is gone") && message.contains("does not hold it"), "{message}");
 }
@@ -387,7 +380,7 @@ async fn a_source_that_never_existed_is_a_reported_failure() {
 #[tokio::test]
 async fn a_zero_byte_object_moves() {
     let f = fixture().await;
-    mover(&f, mover_config()).handle(&put(&f, "in/empty", b""), "t").await.expect("moved");
+    mover(&f, common::mover_config(8)).handle(&put(&f, "in/empty", b""), "t").await.expect("moved");
     moved(&f, "in/empty", "out/empty", b"");
 }
 
@@ -396,7 +389,7 @@ async fn a_binary_object_moves_byte_identical() {
     let f = fixture().await;
     let body: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     assert!(body.contains(&0) && body.contains(&0xFF));
-    mover(&f, mover_config()).handle(&put(&f, "in/blob.bin", &body), "t").await.expect("moved");
+    mover(&f, common::mover_config(8)).handle(&put(&f, "in/blob.bin", &body), "t").await.expect("moved");
     moved(&f, "in/blob.bin", "out/blob.bin", &body);
 }
 
@@ -408,7 +401,7 @@ async fn throttling_is_retried_and_the_object_lands_once() {
     f.server.faults().fail_nth("CopyObject", 1, FaultKind::SlowDown);
     f.server.faults().fail_nth("CopyObject", 2, FaultKind::SlowDown);
     f.server.faults().fail_nth("DeleteObject", 1, FaultKind::SlowDown);
-    mover(&f, mover_config()).handle(&event, "t").await.expect("moved after retries");
+    mover(&f, common::mover_config(8)).handle(&event, "t").await.expect("moved after retries");
     assert_eq!(f.server.faults().pending_rules(), 0, "every fault fired");
     moved(&f, "in/a.csv", "out/a.csv", body);
     assert_eq!(f.server.counters().get("CopyObject").copied(), Some(3));
@@ -417,7 +410,7 @@ async fn throttling_is_retried_and_the_object_lands_once() {
 #[tokio::test]
 async fn a_copy_answered_200_with_an_error_is_not_taken_for_success() {
     let f = fixture_with(1).await;
-    let handler = mover(&f, mover_config());
+    let handler = mover(&f, common::mover_config(8));
     let body = b"id\n1\n";
     let event = put(&f, "in/a.csv", body);
     f.server.faults().fail_nth("CopyObject", 1, FaultKind::CopyError200);
@@ -435,7 +428,7 @@ async fn a_stale_event_for_an_overwritten_key_leaves_the_new_object() {
     let f = fixture().await;
     let stale = put(&f, "in/a.csv", b"id\nold\n");
     f.server.put_object("src", "in/a.csv", b"id\nnew\n").expect("overwrite");
-    let response = mover(&f, mover_config()).handle(&stale, "t").await.expect("answered");
+    let response = mover(&f, common::mover_config(8)).handle(&stale, "t").await.expect("answered");
     assert_eq!(response.tally.skipped, 1);
     untouched(&f, "in/a.csv", b"id\nnew\n");
 }

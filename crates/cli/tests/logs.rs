@@ -5,11 +5,13 @@
 //! header, at `debug` for every crate, and the captured log must hold none
 //! of them while still naming the objects (so an empty log cannot pass).
 
+mod common;
+
 use local_s3::{LocalS3, Options};
 use s3mm_core::client::{ClientSettings, client_for_endpoint};
 use s3mm_core::keys::encode_event_key;
 use s3mm_core::merge::{BatchItem, MergeTask};
-use s3mm_core::{Mover, MoverConfig};
+use s3mm_core::Mover;
 use serde_json::json;
 use std::io::Write;
 use std::process::Command;
@@ -67,16 +69,7 @@ async fn handlers_log_keys_but_never_secrets_or_contents() {
     let client = client_for_endpoint(&server.endpoint(), ACCESS_KEY, SECRET, &settings);
 
     // The mover: one moved, one whose delete is denied, one skipped, one missing.
-    let config = MoverConfig {
-        dest_bucket: "dst".into(),
-        dest_prefix: "out/".into(),
-        source_prefix: "in/".into(),
-        keep_source_prefix: false,
-        source_bucket: Some("src".into()),
-        delete_source: true,
-        multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
-        fetch_concurrency: 4,
-    };
+    let config = common::mover_config(4);
     let handler = mover::Handler::new(Mover::new(client.clone(), config));
     let mut records = Vec::new();
     for key in ["in/moved.csv", "elsewhere/skipped.csv", "in/ghost.csv"] {

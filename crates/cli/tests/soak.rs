@@ -7,17 +7,19 @@
 //! CI runs a small size; `SOAK_OBJECTS=20000 SOAK_FILES=30000 cargo test
 //! --release -p s3mm-cli --test soak -- --nocapture` runs the full one.
 
+mod common;
+
+use aws_sdk_s3::config::interceptors::{BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 use futures::{StreamExt, stream};
 use local_s3::{FaultKind, LocalS3, Options};
 use s3mm_cli::pipeline::{self, MergeOptions};
 use s3mm_cli::s3url::S3Url;
 use s3mm_core::client::{ClientSettings, client_for_endpoint};
 use s3mm_core::keys::encode_event_key;
-use s3mm_core::{Mover, MoverConfig};
+use s3mm_core::Mover;
 use serde_json::json;
-use aws_sdk_s3::config::interceptors::{BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef};
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_s3::error::BoxError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,16 +131,7 @@ async fn move_soak_loses_nothing_duplicates_nothing_deletes_nothing_early() {
     let attempts = Attempts::default();
     let client =
         attempts.attach(&client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings));
-    let config = MoverConfig {
-        dest_bucket: "dst".into(),
-        dest_prefix: "out/".into(),
-        source_prefix: "in/".into(),
-        keep_source_prefix: false,
-        source_bucket: Some("src".into()),
-        delete_source: true,
-        multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
-        fetch_concurrency: 10,
-    };
+    let config = common::mover_config(10);
     let handler = mover::Handler::new(Mover::new(client, config));
 
     // SQS semantics: batches of 10, many at once; failed messages come back.

@@ -1,0 +1,18 @@
+//! What several test files share.
+
+use s3mm_core::MoverConfig;
+
+/// The mover layout the in-process tests use: `s3://src/in/` moved to
+/// `s3://dst/out/`, sources deleted.
+pub fn mover_config(fetch_concurrency: usize) -> MoverConfig {
+    MoverConfig {
+        dest_bucket: "dst".into(),
+        dest_prefix: "out/".into(),
+        source_prefix: "in/".into(),
+        keep_source_prefix: false,
+        source_bucket: Some("src".into()),
+        delete_source: true,
+        multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
+        fetch_concurrency,
+    }
+}
