@@ -665,6 +665,17 @@ async fn a_huge_single_row_is_merged_whole() {
     assert!(run.merged.as_deref() == Some(&expected[..]), "12 MiB row must arrive whole");
 }
 
+#[tokio::test]
+async fn a_file_cut_inside_a_quoted_field_is_skipped_and_the_next_rows_survive() {
+    let f = fixture().await;
+    seed(&f, &[("0.csv", b"id,v\n1,a\n"), ("1.csv", b"id,v\n2,\"trunc"), ("2.csv", b"id,v\n3,c\n")]);
+    let run = merge(&f, merge_input()).await;
+    assert_eq!(run.merged.as_deref(), Some(&b"id,v\n1,a\n3,c\n"[..]));
+    assert_eq!(run.report["skipped"][0]["key"], "csvs/1.csv");
+    let reason = run.report["skipped"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("inside a quoted field"), "{reason}");
+}
+
 // ----------------------------------------------------------- configuration
 
 fn config_error<T: std::fmt::Debug>(result: Result<T, ConfigError>) -> String {

@@ -8,10 +8,10 @@
 mod common;
 
 use local_s3::{LocalS3, Options};
+use s3mm_core::Mover;
 use s3mm_core::client::{ClientSettings, client_for_endpoint};
 use s3mm_core::keys::encode_event_key;
 use s3mm_core::merge::{BatchItem, MergeTask};
-use s3mm_core::Mover;
 use serde_json::json;
 use std::io::Write;
 use std::process::Command;

@@ -4,8 +4,8 @@
 //! are, never re-quoted. The rules: the first file's header is the header; a
 //! UTF-8 BOM is dropped; CRLF and LF are both accepted; a missing final
 //! newline is added; an empty or header-only file adds no row; a file whose
-//! header differs is skipped; a row whose field count differs is kept and
-//! counted.
+//! header differs, or that ends inside a quoted field, is skipped; a row
+//! whose field count differs is kept and counted.
 
 use csv_core::{ReadRecordResult, Reader};
 
@@ -88,6 +88,10 @@ pub enum FileOutcome {
     HeaderOnly,
     /// Its header is not the merge's header; nothing was appended.
     HeaderMismatch { expected: String, found: String },
+    /// It ends inside a quoted field (a truncated upload, a stray `"`);
+    /// nothing was appended. Appended, the newline after it and every later
+    /// row would land inside that field.
+    UnclosedQuote,
 }
 
 /// Headers longer than this are cut in reports: a "header" that is really a
@@ -170,6 +174,9 @@ impl CsvMerger {
         let data = data.strip_prefix(BOM).unwrap_or(data);
         let records = records(data);
         let Some(first) = records.first() else { return FileOutcome::Empty };
+        if records.last().is_some_and(|last| ends_inside_quotes(&data[last.start..])) {
+            return FileOutcome::UnclosedQuote;
+        }
         let header = &data[first.start..first.content_end];
         match &self.header {
             None => {
@@ -208,6 +215,18 @@ impl CsvMerger {
         self.buffer.extend_from_slice(bytes);
         self.bytes += bytes.len() as u64;
     }
+}
+
+/// Whether `last`, a file's final record through the end of the file, is
+/// still inside a quoted field. An unclosed quote always runs to the end of
+/// the file, so only the final record needs the test: followed by a newline
+/// and one more record, a closed record stays two records and an open one
+/// swallows the extra.
+fn ends_inside_quotes(last: &[u8]) -> bool {
+    let mut probe = Vec::with_capacity(last.len() + 3);
+    probe.extend_from_slice(last);
+    probe.extend_from_slice(b"\nz\n");
+    records(&probe).len() < 2
 }
 
 /// The header's line ending is the merge's: a header without one (a
@@ -323,6 +342,17 @@ mod tests {
         let (_, outcomes) = merge(&[b"a,b\n1,2\n", &huge]);
         let FileOutcome::HeaderMismatch { found, .. } = &outcomes[1] else { panic!("{:?}", outcomes[1]) };
         assert!(found.len() < 300 && found.ends_with("(1048576 bytes)"), "{found}");
+    }
+
+    #[test]
+    fn a_file_ending_inside_quotes_is_refused_whole() {
+        let (out, outcomes) = merge(&[b"a,b\n1,2\n", b"a,b\n3,\"cut\n4,5", b"a,b\n6,\"7\"\"\n8\"\n", b"a\n\""]);
+        assert_eq!(out, "a,b\n1,2\n6,\"7\"\"\n8\"\n");
+        assert_eq!(outcomes[1], FileOutcome::UnclosedQuote);
+        assert_eq!(outcomes[2], FileOutcome::Merged { rows: 1, odd_rows: 0 });
+        assert_eq!(outcomes[3], FileOutcome::UnclosedQuote, "checked before the header is compared");
+        let (out, outcomes) = merge(&[b"\"a", b"a\n1\n"]);
+        assert_eq!((out.as_str(), &outcomes[0]), ("a\n1\n", &FileOutcome::UnclosedQuote), "no header taken from it");
     }
 
     #[test]

@@ -596,6 +596,11 @@ pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) 
                     key: file.key,
                     reason: format!("header {found:?} differs from the run's header {expected:?}"),
                 }),
+                FileOutcome::UnclosedQuote => skipped_files.push(SkippedFile {
+                    key: file.key,
+                    reason: "ends inside a quoted field (truncated?); merging it would swallow the rows after it"
+                        .into(),
+                }),
             },
             Err(GetError::NoSuchKey { .. }) => {
                 skipped_files.push(SkippedFile { key: file.key, reason: "deleted after it was listed".into() })
@@ -806,6 +811,12 @@ async fn concatenate(
                 key: file.key,
                 what: "batch output",
                 reason: format!("its header {found:?} is not the run's header {expected:?}"),
+            }),
+            FileOutcome::UnclosedQuote => Err(MergeError::BadDocument {
+                bucket: bucket.to_owned(),
+                key: file.key,
+                what: "batch output",
+                reason: "it ends inside a quoted field".into(),
             }),
             _ => Ok(()),
         }
