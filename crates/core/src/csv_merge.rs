@@ -129,7 +129,9 @@ impl CsvMerger {
     pub fn with_header(header: &[u8]) -> Self {
         let mut merger = Self::new();
         let data = header.strip_prefix(BOM).unwrap_or(header);
-        if let Some(first) = records(data).first() {
+        // Like a pushed file that ends inside quotes, such a header would
+        // swallow every row after it; the first pushed file's header is used.
+        if let Some(first) = records(data).first().filter(|first| !ends_inside_quotes(&data[first.start..])) {
             let record = &data[first.start..first.content_end];
             merger.header = Some(record.to_vec());
             merger.header_fields = first.fields;
@@ -353,6 +355,14 @@ mod tests {
         assert_eq!(outcomes[3], FileOutcome::UnclosedQuote, "checked before the header is compared");
         let (out, outcomes) = merge(&[b"\"a", b"a\n1\n"]);
         assert_eq!((out.as_str(), &outcomes[0]), ("a\n1\n", &FileOutcome::UnclosedQuote), "no header taken from it");
+    }
+
+    #[test]
+    fn a_given_header_ending_inside_quotes_is_ignored() {
+        let mut merger = CsvMerger::with_header(b"\"");
+        assert_eq!(merger.header(), None);
+        assert_eq!(merger.push(b"a\n1\n"), FileOutcome::Merged { rows: 1, odd_rows: 0 });
+        assert_eq!(merger.take(), b"a\n1\n");
     }
 
     #[test]
