@@ -262,6 +262,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             options.latency = std::time::Duration::from_millis(latency_ms);
             options.fault_rate = fault_rate;
             let server = local_s3::LocalS3::start_with(options).await?;
+            // Listening before the endpoint line: a parent may signal as soon
+            // as it reads it.
+            let stop = StopSignal::install()?;
             println!("endpoint={}", server.endpoint());
             eprintln!(
                 "serving {} (access key {}, secret key {}); Ctrl-C stops",
@@ -269,7 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 server.access_key(),
                 server.secret_key()
             );
-            wait_for_stop().await;
+            stop.wait().await;
             let counters = json!({"requests": server.counters(), "faults": server.faults_injected()});
             server.shutdown().await;
             Ok(Finished { text: format!("{counters}\n"), json: counters, failed: false })
@@ -307,23 +310,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
     }
 }
 
-async fn wait_for_stop() {
+/// SIGTERM and Ctrl-C, caught from the moment this is made.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use anyhow::Context;
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
+                interrupt: signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
