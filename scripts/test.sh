@@ -29,7 +29,7 @@ step "cargo test (including the cargo-lambda tests)"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --include-ignored
 
-step "template and state machine: cfn-lint, sam validate --lint, asl-validator, sam build"
+step "template, security and state machine: cfn-lint, sam validate --lint, checkov, tests/template, asl-validator, sam build"
 bash scripts/check-deploy.sh
 
 step "end to end: the state machine under aws-local-stepfunctions over the Lambda binaries"

@@ -193,6 +193,8 @@ async fn unusual_keys_round_trip_and_list() {
         .await
         .unwrap_err();
     assert_eq!(status_and_code(&err).1.as_deref(), Some("KeyTooLongError"));
+    let err = e.client.create_multipart_upload().bucket("bkt").key(&too_long).send().await.unwrap_err();
+    assert_eq!(status_and_code(&err).1.as_deref(), Some("KeyTooLongError"));
 }
 
 #[tokio::test]
