@@ -44,9 +44,6 @@ pub enum Error {
     #[error("bucket {bucket} does not exist")]
     NoSuchBucket { bucket: String },
 
-    #[error("key of {len} bytes in bucket {bucket} is longer than S3's 1024-byte limit")]
-    KeyTooLong { bucket: String, len: usize },
-
     #[error("bucket {bucket} already exists")]
     BucketAlreadyOwnedByYou { bucket: String },
 
@@ -105,7 +102,6 @@ impl From<Error> for S3Error {
     fn from(err: Error) -> Self {
         let code = match &err {
             Error::NoSuchBucket { .. } => S3ErrorCode::NoSuchBucket,
-            Error::KeyTooLong { .. } => S3ErrorCode::KeyTooLongError,
             Error::BucketAlreadyOwnedByYou { .. } => S3ErrorCode::BucketAlreadyOwnedByYou,
             Error::BucketNotEmpty { .. } => S3ErrorCode::BucketNotEmpty,
             Error::NoSuchKey { .. } => S3ErrorCode::NoSuchKey,

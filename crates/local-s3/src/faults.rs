@@ -156,10 +156,7 @@ impl Faults {
     /// operation other than CopyObject / UploadPartCopy: such a rule could
     /// never fire and would let a test pass vacuously.
     pub fn fail_nth(&self, operation: &str, n: u64, kind: FaultKind) {
-        let op = Op::from_name(operation).unwrap_or_else(|| {
-            let known: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
-            panic!("fail_nth: unknown operation {operation:?}; known: {known:?}")
-        });
+        let op = op_named("fail_nth", operation);
         assert!(n >= 1, "fail_nth: n is 1-based");
         assert!(kind.applies_to(op), "fail_nth: {kind} only applies to CopyObject and UploadPartCopy, not {operation}");
         let mut st = lock(&self.state);
@@ -177,15 +174,7 @@ impl Faults {
     /// # Panics
     /// On an unknown operation name, for the same reason as [`Faults::fail_nth`].
     pub fn deny(&self, bucket: &str, operations: &[&str]) {
-        let ops = operations
-            .iter()
-            .map(|name| {
-                Op::from_name(name).unwrap_or_else(|| {
-                    let known: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
-                    panic!("deny: unknown operation {name:?}; known: {known:?}")
-                })
-            })
-            .collect();
+        let ops = operations.iter().map(|name| op_named("deny", name)).collect();
         let mut st = lock(&self.state);
         st.denied.push((bucket.to_owned(), ops));
         self.denying.store(true, Ordering::SeqCst);
@@ -262,6 +251,16 @@ impl Faults {
             c.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// The operation called `name`; a name that is none is a test's mistake
+/// (its rule could never fire), so it panics, naming `caller` and the
+/// known names.
+fn op_named(caller: &str, name: &str) -> Op {
+    Op::from_name(name).unwrap_or_else(|| {
+        let known: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
+        panic!("{caller}: unknown operation {name:?}; known: {known:?}")
+    })
 }
 
 fn random_fault(st: &mut State, op: Op) -> Option<FaultKind> {

@@ -471,7 +471,6 @@ impl Store {
     /// A staging file for a new version of `key`, beside its final name.
     pub fn staging(&self, bucket: &str, key: &str) -> Result<Staging> {
         let b = self.bucket(bucket)?;
-        check_key_length(bucket, key)?;
         let final_path = b.object_path(key, 0);
         let dir = final_path.parent().unwrap_or(&b.dir);
         Ok(self.staging_at(dir, None))
@@ -672,7 +671,6 @@ impl Store {
 
     pub fn create_upload(&self, bucket: &str, key: &str, attrs: ObjectAttrs) -> Result<Arc<Upload>> {
         self.bucket(bucket)?;
-        check_key_length(bucket, key)?;
         let id = format!("{:032x}", rand::random::<u128>());
         let dir = self.uploads_dir.join(&id);
         fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -964,14 +962,6 @@ fn read_footer(path: &Path, generation: u64) -> Result<(String, ObjectMeta)> {
         generation,
     };
     Ok((footer.key, meta))
-}
-
-/// S3 refuses keys over 1,024 bytes of UTF-8 with `KeyTooLongError`.
-fn check_key_length(bucket: &str, key: &str) -> Result<()> {
-    if key.len() > 1024 {
-        return Err(Error::KeyTooLong { bucket: bucket.to_owned(), len: key.len() });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
