@@ -251,12 +251,15 @@ async fn a_key_that_maps_onto_itself_is_skipped_untouched() {
     assert_eq!(f.server.counters().get("DeleteObject").copied().unwrap_or(0), 0, "no delete sent");
 }
 
-#[tokio::test]
-async fn a_configuration_whose_source_is_its_destination_is_refused() {
-    let env = |vars: &[(&str, &str)]| {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        MoverConfig::from(&Env::from_lookup(move |name| vars.get(name).cloned()))
-    };
+/// An environment holding exactly `vars`.
+fn env_of(vars: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+    let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    Env::from_lookup(move |name| vars.get(name).cloned())
+}
+
+#[test]
+fn a_configuration_whose_source_is_its_destination_is_refused() {
+    let env = |vars: &[(&str, &str)]| MoverConfig::from(&env_of(vars));
     let same = [("SOURCE_BUCKET", "b-1"), ("DEST_BUCKET", "b-1"), ("SOURCE_PREFIX", "in/"), ("DEST_PREFIX", "in")];
     let err = env(&same).expect_err("maps onto itself");
     assert!(
@@ -684,10 +687,6 @@ fn config_error<T: std::fmt::Debug>(result: Result<T, ConfigError>) -> String {
 
 #[test]
 fn bad_configuration_values_name_the_variable_and_the_value() {
-    let lookup = |vars: Vec<(&'static str, &'static str)>| {
-        let vars: HashMap<&str, &str> = vars.into_iter().collect();
-        Env::from_lookup(move |name| vars.get(name).map(|v| (*v).to_owned()))
-    };
     let base = || vec![("DEST_BUCKET", "dst-bucket")];
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![], "DEST_BUCKET is required"),
@@ -700,7 +699,7 @@ fn bad_configuration_values_name_the_variable_and_the_value() {
         ([base(), vec![("MULTIPART_COPY_THRESHOLD", "1")]].concat(), "MULTIPART_COPY_THRESHOLD=\"1\""),
     ];
     for (vars, expected) in cases {
-        let message = config_error(MoverConfig::from(&lookup(vars.clone())));
+        let message = config_error(MoverConfig::from(&env_of(&vars)));
         assert!(message.contains(expected), "{vars:?}: {message}");
     }
     for (vars, expected) in [
@@ -708,9 +707,9 @@ fn bad_configuration_values_name_the_variable_and_the_value() {
         (vec![("BATCH_SIZE", "1000000000")], "BATCH_SIZE=\"1000000000\""),
         (vec![("FETCH_CONCURRENCY", "-3")], "FETCH_CONCURRENCY=\"-3\""),
     ] {
-        let message = config_error(MergeConfig::from(&lookup(vars.clone())));
+        let message = config_error(MergeConfig::from(&env_of(&vars)));
         assert!(message.contains(expected), "{vars:?}: {message}");
     }
-    let message = config_error(LogFormat::from(&lookup(vec![("LOG_FORMAT", "xml")])));
+    let message = config_error(LogFormat::from(&env_of(&[("LOG_FORMAT", "xml")])));
     assert!(message.contains("LOG_FORMAT=\"xml\""), "{message}");
 }

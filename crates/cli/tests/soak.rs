@@ -5,7 +5,8 @@
 //! buckets and from the server's journal of what it did, in order.
 //!
 //! CI runs a small size; `SOAK_OBJECTS=20000 SOAK_FILES=30000 cargo test
-//! --release -p s3mm-cli --test soak -- --nocapture` runs the full one.
+//! --release -p s3mm-cli --test soak -- --nocapture --test-threads=1` runs
+//! the full one (the README's figures).
 
 mod common;
 
