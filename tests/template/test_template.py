@@ -153,10 +153,6 @@ NEEDED_S3 = {
     },
 }
 
-# Granted, but no code path calls them. Listed rather than removed: taking
-# them away is the maintainers' decision. The test fails when one is no
-# longer granted, so that the list stays true.
-
 REQUIRED_OWNERS = {
     "MoverFunction",
     "BatchGeneratorFunction",

@@ -39,11 +39,11 @@ fn read_back(data: &[u8]) -> Vec<Vec<Vec<u8>>> {
 }
 
 /// A source file that ends inside a quoted field (a truncated upload:
-/// `"x` and no closing quote) is merged as a row, and the newline the merger
-/// adds after it lands inside that still-open field: every row of every
-/// later file is swallowed into it. The merged CSV then reads back as fewer
-/// records than `rows()` reports, and the next file's row `1` is gone.
-/// Found by the `csv_merge` fuzz target.
+/// `"x` and no closing quote) used to be merged as a row, and the newline
+/// the merger adds after it landed inside that still-open field: every row
+/// of every later file was swallowed into it, so the merged CSV read back as
+/// fewer records than `rows()` reported. Such a file is now refused
+/// (`UnclosedQuote`). Found by the `csv_merge` fuzz target.
 #[test]
 fn a_file_ending_inside_a_quoted_field_does_not_swallow_the_next_files_rows() {
     let mut merger = CsvMerger::new();
