@@ -2,8 +2,11 @@
 # Installs what the tests need and runs every test: formatting, lints, the
 # whole workspace's tests against local-s3 over HTTP (including the ones
 # that drive the Lambda binaries under cargo-lambda's runtime emulator), the
-# template, security and state machine checks with `sam build`, and the end-to-end run
-# of the state machine over the real binaries.
+# template, security and state machine checks with `sam build`, the end-to-end run
+# of the state machine over the real binaries, and the commands users type
+# (`sam local invoke`, `aws stepfunctions start-execution`) with the functions in
+# Docker containers (tests/local/run.sh; Debian's docker.io is installed if
+# missing), then a check that every such command the docs show was run.
 # This is the README's test command and exactly what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,3 +38,9 @@ bash scripts/check-deploy.sh
 step "end to end: the state machine under aws-local-stepfunctions over the Lambda binaries"
 # The debug binaries built above; `bash tests/e2e/run.sh` alone builds release ones.
 S3MM_E2E_PROFILE=debug bash tests/e2e/run.sh
+
+step "sam local invoke and aws stepfunctions start-execution, functions in containers (reusing that sam build)"
+bash tests/local/run.sh
+
+step "every sam local / aws stepfunctions command in the docs was run"
+python3 scripts/check-doc-commands.py

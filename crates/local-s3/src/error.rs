@@ -25,9 +25,9 @@ pub enum Error {
         source: io::Error,
     },
 
-    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
-        port: u16,
+        addr: std::net::SocketAddr,
         #[source]
         source: io::Error,
     },

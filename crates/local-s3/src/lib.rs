@@ -58,7 +58,10 @@ pub const DEFAULT_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub struct Options {
     /// Directory holding the buckets; created if missing, reused if present.
     pub root: PathBuf,
-    /// Port on 127.0.0.1; 0 picks a free one.
+    /// Address to listen on: 127.0.0.1 unless a container on a Docker
+    /// bridge must reach the server (then the bridge's gateway, or 0.0.0.0).
+    pub host: std::net::IpAddr,
+    /// Port; 0 picks a free one.
     pub port: u16,
     pub access_key: String,
     pub secret_key: String,
@@ -81,6 +84,7 @@ impl Options {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Options {
             root: root.into(),
+            host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             port: 0,
             access_key: DEFAULT_ACCESS_KEY.to_owned(),
             secret_key: DEFAULT_SECRET_KEY.to_owned(),
@@ -134,10 +138,9 @@ impl LocalS3 {
             .map_err(|e| Error::Task(e.to_string()))??;
         let store = Arc::new(store);
 
-        let listener = TcpListener::bind(("127.0.0.1", options.port))
-            .await
-            .map_err(|source| Error::Bind { port: options.port, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { port: options.port, source })?;
+        let wanted = SocketAddr::new(options.host, options.port);
+        let listener = TcpListener::bind(wanted).await.map_err(|source| Error::Bind { addr: wanted, source })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: wanted, source })?;
 
         let faults = Faults::new(
             options.seed,
@@ -165,9 +168,14 @@ impl LocalS3 {
         })
     }
 
-    /// `http://127.0.0.1:PORT`, for a path-style S3 client.
+    /// `http://127.0.0.1:PORT`, for a path-style S3 client on this machine
+    /// (127.0.0.1 also when listening on every address).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        }
+        format!("http://{addr}")
     }
 
     pub fn port(&self) -> u16 {

@@ -20,7 +20,12 @@ struct Args {
     #[arg(long)]
     root: PathBuf,
 
-    /// Port on 127.0.0.1; 0 picks a free one.
+    /// Address to listen on. Keep 127.0.0.1 unless a container on a Docker
+    /// bridge must reach the server (then 0.0.0.0 or the bridge's gateway).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+
+    /// Port; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     port: u16,
 
@@ -74,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let mut options = Options::new(&args.root);
+    options.host = args.host;
     options.port = args.port;
     options.access_key = args.access_key;
     options.secret_key = args.secret_key;

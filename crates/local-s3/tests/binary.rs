@@ -79,3 +79,36 @@ async fn bad_arguments_and_roots_fail_with_a_message() {
     assert!(!exit.success());
     assert!(stderr.contains(&root.display().to_string()), "{stderr}");
 }
+
+/// `--host 0.0.0.0` (for containers on a Docker bridge) still prints an
+/// endpoint this machine can use, and serves on it; a bad address is named.
+#[tokio::test]
+async fn host_all_addresses_prints_a_loopback_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(dir.path())
+        .args(["--host", "0.0.0.0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let endpoint = first.strip_prefix("endpoint=").unwrap().to_owned();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{first}");
+    let client = common::client_with(
+        &endpoint,
+        local_s3::DEFAULT_ACCESS_KEY,
+        local_s3::DEFAULT_SECRET_KEY,
+        RetryConfig::standard(),
+    );
+    client.create_bucket().bucket("bkt").send().await.unwrap();
+    client.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"v")).send().await.unwrap();
+    let got = client.get_object().bucket("bkt").key("k").send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(got.into_bytes().as_ref(), b"v");
+    child.kill().await.unwrap();
+
+    let out = Command::new(BIN).args(["--root", "/tmp/x", "--host", "localhost"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("localhost"));
+}

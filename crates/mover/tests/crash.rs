@@ -24,6 +24,8 @@ fn start_mover(port: u16, server: &LocalS3) -> Killed {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_ENDPOINT_URL", server.endpoint())
+        // As template.yaml declares it for a deployed stack: empty is unset.
+        .env("AWS_ENDPOINT_URL_S3", "")
         .env("AWS_ACCESS_KEY_ID", server.access_key())
         .env("AWS_SECRET_ACCESS_KEY", server.secret_key())
         .env("AWS_REGION", "us-east-1")

@@ -30,7 +30,7 @@ async fn mover_binary_moves_each_sample_event() {
 
     let port = free_port();
     let env = format!(
-        "AWS_ENDPOINT_URL={endpoint},AWS_ACCESS_KEY_ID={},AWS_SECRET_ACCESS_KEY={},AWS_REGION=us-east-1,\
+        "AWS_ENDPOINT_URL_S3={endpoint},AWS_ACCESS_KEY_ID={},AWS_SECRET_ACCESS_KEY={},AWS_REGION=us-east-1,\
          DEST_BUCKET={DEST},DEST_PREFIX=archive/,SOURCE_PREFIX=incoming/,SOURCE_BUCKET={SOURCE},LOG_FORMAT=json",
         local_s3::DEFAULT_ACCESS_KEY,
         local_s3::DEFAULT_SECRET_KEY

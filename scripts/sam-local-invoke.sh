@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `sam local invoke` for all four functions, with the events/ files, against
+# a local S3, offline; each judged by the bytes that land in the local S3 and
+# the JSON the function returned (never by SAM's exit code).
+#
+#   1. installs what is missing: the pinned SAM CLI, cargo-lambda and zig
+#      into .venv/ (scripts/tools.sh), Debian's docker.io
+#   2. Docker: the daemon DOCKER_HOST (or the default socket) answers on, else
+#      a dockerd of its own, host network only, stopped by its pid on exit
+#   3. the Lambda base image: public.ecr.aws/lambda/provided:al2023 when it
+#      is there (S3MM_PULL=1 pulls it), else one built offline from Debian
+#      packages (scripts/containers.sh)
+#   4. sam build --parameter-overrides Architecture=x86_64, unless
+#      .aws-sam/build is newer than every source
+#   5. local-s3 on 127.0.0.1 (a free port), reached by the functions through
+#      AWS_ENDPOINT_URL_S3 in --env-vars (.aws-sam/local-env.json)
+#   6. scripts/sam_local_invoke.py: seeds the objects the events name, runs
+#      `sam local invoke` per event (through scripts/sam_host_network.py,
+#      which puts the container on the host network: aws-sam-cli #4236),
+#      and checks each
+#
+# Usage: bash scripts/sam-local-invoke.sh [--events DIR]
+# Exits non-zero naming the function and what was wrong when a check fails.
+# Everything it starts (dockerd and its containers, local-s3) is stopped by
+# pid on exit, on failure and on Ctrl-C too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+EVENTS=events
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) EVENTS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--events DIR]" >&2; exit 2 ;;
+  esac
+done
+
+source scripts/tools.sh
+source scripts/containers.sh
+
+export SAM_CLI_TELEMETRY=0
+export AWS_EC2_METADATA_DISABLED=true
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+# SAM hands the caller's credentials to the function: local-s3's key pair.
+export AWS_ACCESS_KEY_ID=local-s3-access-key AWS_SECRET_ACCESS_KEY=local-s3-secret-key
+unset AWS_SESSION_TOKEN AWS_PROFILE
+export PATH="$ROOT/.venv/bin:$PATH"
+
+started=$SECONDS
+step() { printf '\n== %s\n' "$*"; }
+
+WORK="$(mktemp -d "${S3MM_LOCAL_TMP:-${TMPDIR:-/tmp}}/s3mm-sam-local.XXXXXX")"
+S3_PID=""
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [ -n "$S3_PID" ]; then
+    kill -TERM "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
+  fi
+  containers_end
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "tools (pinned) into .venv/"
+pip_ensure .venv "aws-sam-cli==$SAM_CLI_VERSION" "ziglang==$ZIGLANG_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
+echo "sam $(sam --version | awk '{print $NF}'), $(cargo lambda --version)"
+
+step "docker"
+containers_begin "$WORK"
+lambda_base_image
+
+step "sam build"
+sam_build_if_stale "$WORK"
+
+step "local-s3"
+cargo build --locked --quiet -p local-s3
+mkfifo "$WORK/s3.out"
+target/debug/local-s3 --root "$WORK/s3" >"$WORK/s3.out" 2>"$WORK/s3.err" &
+S3_PID=$!
+read -r first_line <"$WORK/s3.out" || true
+ENDPOINT="${first_line#endpoint=}"
+case "$ENDPOINT" in
+  http://127.0.0.1:*) echo "local-s3 $ENDPOINT (pid $S3_PID)" ;;
+  *) cat "$WORK/s3.err" >&2; echo "local-s3 did not start" >&2; exit 1 ;;
+esac
+# local-s3 writes its counters on exit; drain the pipe so it never blocks.
+cat "$WORK/s3.out" >/dev/null &
+
+step "sam local invoke: four functions, $EVENTS/"
+# The functions reach local-s3 through the variable the template declares
+# empty (SAM's --env-vars sets only declared variables).
+printf '{"Parameters": {"AWS_ENDPOINT_URL_S3": "%s"}}\n' "$ENDPOINT" >.aws-sam/local-env.json
+# SAM's output of each invocation, and the commands run (for the docs check).
+LOGS=target/sam-local
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+status=0
+# SAM keeps lock files in the temporary directory: ours, removed on exit.
+mkdir -p "$WORK/tmp"
+TMPDIR="$WORK/tmp" .venv/bin/python scripts/sam_local_invoke.py \
+  --endpoint "$ENDPOINT" --events "$EVENTS" --env-vars .aws-sam/local-env.json --log-dir "$LOGS" \
+  --sam ".venv/bin/python scripts/sam_host_network.py" --sam-shown "python scripts/sam_host_network.py" \
+  --parameter-overrides SourceBucketName=s3mm-demo-source DestBucketName=s3mm-demo-archive Architecture=x86_64 \
+  -- --docker-network host --invoke-image "$LAMBDA_IMAGE" --skip-pull-image || status=$?
+if [ "$status" != 0 ]; then
+  echo "sam-local-invoke: failed; SAM's output of each invocation is in $LOGS/" >&2
+  exit "$status"
+fi
+printf '\nsam-local-invoke: passed in %ss\n' "$((SECONDS - started))"

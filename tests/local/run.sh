@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Tests of scripts/sam-local-invoke.sh and scripts/local-aws.sh, run as a
+# user runs them:
+#   0. sam-local-invoke interrupted with Ctrl-C while a function runs;
+#   1. sam-local-invoke with one event made wrong on purpose (an SQS message
+#      whose body is cut short): exits non-zero, names MoverFunction and the
+#      event, and still passes the five other invocations;
+#   2. sam-local-invoke as it is: exits 0, one `ok` line per invocation;
+#   3. local-aws with one output tampered with after the run (--tamper-output):
+#      exits non-zero naming that output;
+#   4. local-aws as it is: exits 0, every check `ok`.
+# After each: no process the script started is left (dockerd, containerd and
+# its shims, containers, local-s3, moto: nothing whose command line names
+# the script's work directory or port), and nothing is left mounted.
+# Each run's output is kept in target/local-test/NAME.log.
+# The good runs go last: scripts/check-doc-commands.py reads the commands
+# they ran (target/sam-local/commands.txt, target/local-aws/commands.txt).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TMP_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/s3mm-local-test.XXXXXX")"
+trap 'rm -rf "$TMP_ROOT"' EXIT
+passed=0
+failed=0
+check() {
+  local what="$1" ok="$2" detail="${3:-}"
+  if [ "$ok" = 1 ]; then
+    passed=$((passed + 1))
+    echo "ok - $what${detail:+ # $detail}"
+  else
+    failed=$((failed + 1))
+    echo "not ok - $what${detail:+ # $detail}"
+  fi
+}
+
+# run NAME SCRIPT ARGS...: runs the script with its work directory under
+# $TMP_ROOT/NAME; sets $status and $out (stdout and stderr).
+run() {
+  local name="$1"
+  shift
+  mkdir -p "$TMP_ROOT/$name" target/local-test
+  out="target/local-test/$name.log"
+  status=0
+  S3MM_LOCAL_TMP="$TMP_ROOT/$name" bash "$@" >"$out" 2>&1 || status=$?
+  grep -E '^(ok|FAIL) ' "$out" | sed 's/^/    /' || true
+  [ "$status" = 0 ] || { echo "    (exit $status; the log's last lines:)"; tail -n 12 "$out" | sed 's/^/    | /'; }
+}
+
+# nothing_left NAME: no process names the run's work directory, nothing is
+# mounted under it, and the directory itself is gone.
+nothing_left() {
+  local dir="$TMP_ROOT/$1" procs mounts
+  procs="$(python3 tests/local/leftovers.py "$dir")"
+  mounts="$(grep -c -F -e "$dir" -e /tmp/s3mm-dockerd. /proc/mounts || true)"
+  check "$1: no process, container or mount left" "$([ -z "$procs" ] && [ "$mounts" = 0 ] && echo 1 || echo 0)" \
+    "$mounts mounts under $dir${procs:+; left: $procs}"
+  local left
+  left="$(find "$dir" /tmp -maxdepth 1 -mindepth 1 \( -path "$dir/*" -o -name 's3mm-dockerd.*' \) | wc -l)"
+  check "$1: its work directory removed" "$([ "$left" = 0 ] && echo 1 || echo 0)" "$left entries left"
+}
+
+echo "== sam-local-invoke.sh interrupted (Ctrl-C) during an invocation"
+# Ctrl-C signals the terminal's foreground process group: the script runs
+# in a session of its own here, and the whole group gets SIGINT once SAM
+# runs a function's container.
+mkdir -p "$TMP_ROOT/sam-interrupted" target/local-test
+out=target/local-test/sam-interrupted.log
+# A background job starts with SIGINT ignored, and a shell cannot trap a
+# signal ignored at its start: the default disposition is restored first.
+S3MM_LOCAL_TMP="$TMP_ROOT/sam-interrupted" setsid python3 -c \
+  'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+  bash scripts/sam-local-invoke.sh >"$out" 2>&1 &
+pid=$!
+deadline=$((SECONDS + 900))
+# The function's container runs the emulator, visible here as a process.
+container_running() { python3 tests/local/leftovers.py "$TMP_ROOT/none" | grep -q 'aws-lambda-ri[e]'; }
+running=0
+until [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$pid" 2>/dev/null; do
+  if container_running; then running=1; break; fi
+  sleep 0.1
+done
+kill -INT -- "-$pid" 2>/dev/null || true
+status=0
+wait "$pid" || status=$?
+check "interrupted: a function's container was running" "$running"
+check "interrupted: exits 130" "$([ "$status" = 130 ] && echo 1 || echo 0)" "exit $status"
+nothing_left sam-interrupted
+
+echo "== sam-local-invoke.sh with a wrong event"
+cp -r events "$TMP_ROOT/events"
+python3 - "$TMP_ROOT/events/mover-sqs.json" <<'EOF'
+import json, sys
+path = sys.argv[1]
+event = json.load(open(path))
+event["Records"][0]["body"] = event["Records"][0]["body"][:60]  # cut short: not JSON any more
+json.dump(event, open(path, "w"))
+EOF
+run sam-wrong scripts/sam-local-invoke.sh --events "$TMP_ROOT/events"
+check "a wrong event: exits non-zero" "$([ "$status" != 0 ] && echo 1 || echo 0)" "exit $status"
+check "a wrong event: names MoverFunction and mover-sqs.json" \
+  "$(grep -qE '^FAIL MoverFunction +mover-sqs\.json .*batchItemFailures' "$out" && echo 1 || echo 0)" \
+  "$(grep -E '^FAIL' "$out" | head -n 1 | cut -c1-160)"
+check "a wrong event: the five other invocations pass" "$([ "$(grep -c '^ok ' "$out")" = 5 ] && echo 1 || echo 0)" \
+  "$(grep -c '^ok ' "$out") ok"
+nothing_left sam-wrong
+
+echo "== sam-local-invoke.sh"
+run sam-good scripts/sam-local-invoke.sh
+check "exits 0" "$([ "$status" = 0 ] && echo 1 || echo 0)" "exit $status; log $out"
+for fn in 'MoverFunction +mover-s3-put' 'MoverFunction +mover-sqs' 'MoverFunction +mover-eventbridge' \
+  'BatchGeneratorFunction' 'CsvMergerFunction' 'ResultsAggregatorFunction'; do
+  check "one ok line: $fn" "$(grep -qE "^ok +$fn" "$out" && echo 1 || echo 0)"
+done
+nothing_left sam-good
+
+echo "== local-aws.sh with an output tampered with"
+run aws-tampered scripts/local-aws.sh --tamper-output
+check "a wrong output: exits non-zero" "$([ "$status" != 0 ] && echo 1 || echo 0)" "exit $status"
+check "a wrong output: names merged-00001.csv" \
+  "$(grep -qE '^FAIL merge: .*merged-00001\.csv' "$out" && echo 1 || echo 0)" \
+  "$(grep -E '^FAIL' "$out" | head -n 1 | cut -c1-160)"
+nothing_left aws-tampered
+
+echo "== local-aws.sh"
+run aws-good scripts/local-aws.sh
+check "exits 0" "$([ "$status" = 0 ] && echo 1 || echo 0)" "exit $status; log $out"
+check "every check ok" "$([ "$(grep -c '^ok ' "$out")" -ge 4 ] && ! grep -q '^FAIL' "$out" && echo 1 || echo 0)" \
+  "$(grep -c '^ok ' "$out") ok"
+nothing_left aws-good
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
