@@ -11,6 +11,12 @@
 #                          when present (or pulled, with S3MM_PULL=1), else
 #                          s3mm-lambda-base:offline built from Debian packages
 #   containers_end         stops what containers_begin started
+#   local_run_begin NAME   the common frame of both scripts: the environment
+#                          (no telemetry, no instance metadata, us-east-1),
+#                          $WORK (under S3MM_LOCAL_TMP or TMPDIR), and traps
+#                          that on exit, failure, Ctrl-C or SIGTERM stop every
+#                          pid in LOCAL_PIDS, then containers_end, then remove
+#                          $WORK
 #
 # Own dockerd: its own --data-root, --exec-root, --pidfile and socket under
 # DIR, --iptables=false --ip6tables=false --bridge=none (containers get the
@@ -153,4 +159,29 @@ offline_base_image() {
   local status=$?
   rm -rf "$work"
   return "$status"
+}
+
+LOCAL_PIDS=()
+
+local_run_begin() {
+  export SAM_CLI_TELEMETRY=0
+  export AWS_EC2_METADATA_DISABLED=true
+  export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  unset AWS_SESSION_TOKEN AWS_PROFILE
+  WORK="$(mktemp -d "${S3MM_LOCAL_TMP:-${TMPDIR:-/tmp}}/$1.XXXXXX")"
+  trap local_run_end EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+local_run_end() {
+  local status=$? pid
+  trap - EXIT INT TERM
+  for pid in ${LOCAL_PIDS[@]+"${LOCAL_PIDS[@]}"}; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  containers_end
+  rm -rf "$WORK"
+  exit "$status"
 }

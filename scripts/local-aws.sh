@@ -43,33 +43,13 @@ done
 source scripts/tools.sh
 source scripts/containers.sh
 
-export SAM_CLI_TELEMETRY=0
-export AWS_EC2_METADATA_DISABLED=true
-export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+local_run_begin s3mm-local-aws
 # moto accepts any key pair; these are nobody's.
 export AWS_ACCESS_KEY_ID=local-aws-access-key AWS_SECRET_ACCESS_KEY=local-aws-secret-key
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL_S3
+unset AWS_ENDPOINT_URL_S3
 export PATH="$ROOT/.venv-local-aws/bin:$ROOT/.venv/bin:$PATH"
-
 started=$SECONDS
 step() { printf '\n== %s\n' "$*"; }
-
-WORK="$(mktemp -d "${S3MM_LOCAL_TMP:-${TMPDIR:-/tmp}}/s3mm-local-aws.XXXXXX")"
-MOTO_PID=""
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  if [ -n "$MOTO_PID" ]; then
-    kill -TERM "$MOTO_PID" 2>/dev/null || true
-    wait "$MOTO_PID" 2>/dev/null || true
-  fi
-  containers_end
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 step "tools (pinned) into .venv-local-aws/ and .venv/"
 pip_ensure .venv-local-aws "awscli==$AWSCLI_VERSION" "moto[server]==$MOTO_VERSION"
@@ -104,6 +84,7 @@ MOTO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1"
 MOTO_PORT="$MOTO_PORT" MOTO_DOCKER_LAMBDA_IMAGE="$MOTO_IMAGE" MOTO_DOCKER_NETWORK_MODE=host \
   moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
+LOCAL_PIDS+=("$MOTO_PID")
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 until python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1] + '/moto-api/data.json', timeout=1)" "$AWS_ENDPOINT_URL" 2>/dev/null; do
   kill -0 "$MOTO_PID" 2>/dev/null || { tail -n 30 "$WORK/moto.log" >&2; echo "moto_server exited at start" >&2; exit 1; }

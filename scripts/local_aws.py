@@ -21,7 +21,6 @@ import io
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,8 @@ import zipfile
 
 import boto3
 import yaml
-from botocore.config import Config
+
+from local_checks import Cases, CheckFailed, body, expect, run_main, s3_client
 
 SOURCE_BUCKET = "s3mm-demo-source"
 DEST_BUCKET = "s3mm-demo-archive"
@@ -53,15 +53,6 @@ MOTO_EDITS = [
         "moto's grammar accepts only STANDARD child executions (it runs the children as threads either way)",
     ),
 ]
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
 
 
 # ------------------------------------------------------------------ template
@@ -139,13 +130,13 @@ class Template:
 # ------------------------------------------------------------------ the run
 
 
-class LocalAws:
+class LocalAws(Cases):
     def __init__(self, args):
+        super().__init__()
         self.args = args
         self.endpoint = args.endpoint
-        config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3})
         session = boto3.session.Session(region_name="us-east-1")
-        self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
+        self.s3 = s3_client(self.endpoint)
         self.lambda_ = session.client("lambda", endpoint_url=self.endpoint)
         self.iam = session.client("iam", endpoint_url=self.endpoint)
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint)
@@ -153,7 +144,6 @@ class LocalAws:
             "template.yaml", {"SourceBucketName": SOURCE_BUCKET, "DestBucketName": DEST_BUCKET, "Architecture": "x86_64"}
         )
         self.env = dict(os.environ)
-        self.failures = []
         self.functions = {}
 
     # -- setup
@@ -270,19 +260,8 @@ class LocalAws:
 
     # -- checks
 
-    def case(self, what, run):
-        try:
-            said = run()
-            print(f"ok   {what}: {said}", flush=True)
-        except (CheckFailed, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
-            print(f"FAIL {what}: {err}", flush=True)
-            self.failures.append(f"{what}: {err}")
-
     def body(self, bucket, key):
-        try:
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
+        return body(self.s3, bucket, key)
 
     def seed(self, prefix, files):
         """`files` one-row CSVs under `prefix`; returns their (key, row) in key order."""
@@ -352,7 +331,7 @@ class LocalAws:
                 f"(header once, rows in key order); report.json totals and outputs right"
             )
 
-        self.case("merge: aws stepfunctions start-execution (events/merge-execution-input.json)", run)
+        self.case("merge: aws stepfunctions start-execution (events/merge-execution-input.json):", run)
 
         def watch():
             runs = self.aws('aws stepfunctions list-map-runs --execution-arn "$EXEC"')
@@ -369,7 +348,7 @@ class LocalAws:
             )
             return f"one map run, SUCCEEDED, {expected} items succeeded"
 
-        self.case("merge: the map run (list-map-runs, describe-map-run)", watch)
+        self.case("merge: the map run (list-map-runs, describe-map-run):", watch)
 
     def failed_batch(self):
         """A csv-merger that cannot start (a bad FETCH_CONCURRENCY, as a
@@ -409,7 +388,7 @@ class LocalAws:
             expect(listed == self.args.files, f"{listed} sources left of {self.args.files}: delete_sources ran")
             return f"FAILED BatchesFailed, cause names {key}, which lists batches {failed}; all sources kept"
 
-        self.case("merge: batches that fail -> BatchesFailed, report.json names them", run)
+        self.case("merge: batches that fail -> BatchesFailed, report.json names them:", run)
 
     def move_on_upload(self):
         """An upload reaching the mover straight from S3 (the stack's route
@@ -474,8 +453,8 @@ class LocalAws:
             expect(left == 0, f"S3 -> SQS -> Lambda: {left} messages left in the queue")
             return said + ", queue empty"
 
-        self.case("move on upload: S3 notification -> mover (aws s3 cp)", direct)
-        self.case("move on upload: S3 -> SQS -> mover, partial batch responses (aws s3 cp)", through_sqs)
+        self.case("move on upload: S3 notification -> mover (aws s3 cp):", direct)
+        self.case("move on upload: S3 -> SQS -> mover, partial batch responses (aws s3 cp):", through_sqs)
         # The third route, S3 -> EventBridge rule -> mover (CreateBuckets=false),
         # is not shown: moto 5.2.5 matches S3's events against rules but
         # delivers them only to log groups, SQS, event buses and API
@@ -497,20 +476,8 @@ def main():
     run.merge()
     run.failed_batch()
     run.move_on_upload()
-    if run.failures:
-        print(f"\nlocal-aws: {len(run.failures)} check(s) failed:", file=sys.stderr)
-        for failure in run.failures:
-            print(f"  {failure}", file=sys.stderr)
-        sys.exit(1)
-    print("local-aws: every check passed")
+    run.finish("local-aws", "every check passed")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        # Die of the SIGINT, as a shell expects of a child on Ctrl-C, so
-        # that the calling script's trap runs its cleanup.
-        print("interrupted", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+    run_main(main)

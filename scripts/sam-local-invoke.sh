@@ -38,33 +38,12 @@ done
 source scripts/tools.sh
 source scripts/containers.sh
 
-export SAM_CLI_TELEMETRY=0
-export AWS_EC2_METADATA_DISABLED=true
-export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+local_run_begin s3mm-sam-local
 # SAM hands the caller's credentials to the function: local-s3's key pair.
 export AWS_ACCESS_KEY_ID=local-s3-access-key AWS_SECRET_ACCESS_KEY=local-s3-secret-key
-unset AWS_SESSION_TOKEN AWS_PROFILE
 export PATH="$ROOT/.venv/bin:$PATH"
-
 started=$SECONDS
 step() { printf '\n== %s\n' "$*"; }
-
-WORK="$(mktemp -d "${S3MM_LOCAL_TMP:-${TMPDIR:-/tmp}}/s3mm-sam-local.XXXXXX")"
-S3_PID=""
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  if [ -n "$S3_PID" ]; then
-    kill -TERM "$S3_PID" 2>/dev/null || true
-    wait "$S3_PID" 2>/dev/null || true
-  fi
-  containers_end
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 step "tools (pinned) into .venv/"
 pip_ensure .venv "aws-sam-cli==$SAM_CLI_VERSION" "ziglang==$ZIGLANG_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
@@ -82,6 +61,7 @@ cargo build --locked --quiet -p local-s3
 mkfifo "$WORK/s3.out"
 target/debug/local-s3 --root "$WORK/s3" >"$WORK/s3.out" 2>"$WORK/s3.err" &
 S3_PID=$!
+LOCAL_PIDS+=("$S3_PID")
 read -r first_line <"$WORK/s3.out" || true
 ENDPOINT="${first_line#endpoint=}"
 case "$ENDPOINT" in

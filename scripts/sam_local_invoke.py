@@ -22,14 +22,11 @@ import hashlib
 import json
 import os
 import shlex
-import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 
-import boto3
-from botocore.config import Config
+from local_checks import Cases, CheckFailed, body, expect, run_main, s3_client
 
 # The object the sample events announce: its MD5 is their eTag.
 SAMPLE_BODY = "date,city,amount\n2026-11-24,São Paulo,42\n".encode()
@@ -42,26 +39,12 @@ MERGE_FILES = [
 HEADER = "date,city,amount\n"
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise CheckFailed(message)
-
-
-class Run:
+class Run(Cases):
     def __init__(self, args):
+        super().__init__()
         self.args = args
         self.events = args.events
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=args.endpoint,
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
-        )
-        self.failures = []
+        self.s3 = s3_client(args.endpoint)
         self.log_dir = args.log_dir
 
     def event(self, name):
@@ -70,10 +53,7 @@ class Run:
             return path, json.load(f)
 
     def body(self, bucket, key):
-        try:
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
+        return body(self.s3, bucket, key)
 
     def exists(self, bucket, key):
         try:
@@ -124,14 +104,9 @@ class Run:
             raise CheckFailed(f"the function failed: {value['errorType']}: {value.get('errorMessage', '')} (log {log})")
         return value, seconds
 
-    def case(self, function, event_name, run):
+    def event_case(self, function, event_name, run):
         path = os.path.join(self.events, event_name)
-        try:
-            said = run(path)
-            print(f"ok   {function:26} {event_name:24} {said}", flush=True)
-        except (CheckFailed, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
-            print(f"FAIL {function:26} {event_name:24} {err}", flush=True)
-            self.failures.append(f"{function} ({path}): {err}")
+        self.case(f"{function:26} {event_name:24}", lambda: run(path), name=f"{function} ({path})")
 
     # ---------------------------------------------------------------- mover
 
@@ -164,7 +139,7 @@ class Run:
                 expect(answer == {"batchItemFailures": []}, f"answered {json.dumps(answer)}, not no batchItemFailures")
             return f"{where}: {len(landed)} bytes as uploaded, source deleted ({seconds:.1f} s)"
 
-        self.case("MoverFunction", event_name, run)
+        self.event_case("MoverFunction", event_name, run)
 
     # ---------------------------------------------------------------- merge
 
@@ -203,7 +178,7 @@ class Run:
             expect(listed == keys, f"the manifest lists {listed}, not {keys}")
             return f"batches.json = the csv-merger event's batch; the manifest lists the {len(keys)} files in key order ({seconds:.1f} s)"
 
-        self.case("BatchGeneratorFunction", "batch-generator.json", run)
+        self.event_case("BatchGeneratorFunction", "batch-generator.json", run)
 
     def csv_merger(self):
         def run(path):
@@ -218,7 +193,7 @@ class Run:
             expect(merged == expected_body, f"{where} holds {merged!r}, expected {expected_body!r}")
             return f"{where}: header once + 3 rows in key order, {len(merged)} bytes exact ({seconds:.1f} s)"
 
-        self.case("CsvMergerFunction", "csv-merger.json", run)
+        self.event_case("CsvMergerFunction", "csv-merger.json", run)
 
     def results_aggregator(self):
         def run(path):
@@ -248,7 +223,7 @@ class Run:
             )
             return f"s3://{task['dest_bucket']}/{report_key}: 3 files, 3 rows, 1 output, no failed batch ({seconds:.1f} s)"
 
-        self.case("ResultsAggregatorFunction", "results-aggregator.json", run)
+        self.event_case("ResultsAggregatorFunction", "results-aggregator.json", run)
 
 
 def announced_object(event):
@@ -287,20 +262,8 @@ def main():
     run.batch_generator()
     run.csv_merger()
     run.results_aggregator()
-    if run.failures:
-        print(f"\nsam local invoke: {len(run.failures)} check(s) failed:", file=sys.stderr)
-        for failure in run.failures:
-            print(f"  {failure}", file=sys.stderr)
-        sys.exit(1)
-    print("sam local invoke: all four functions did what their events ask")
+    run.finish("sam local invoke", "all four functions did what their events ask")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        # Die of the SIGINT, as a shell expects of a child on Ctrl-C, so
-        # that the calling script's trap runs its cleanup.
-        print("interrupted", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+    run_main(main)

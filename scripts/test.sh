@@ -13,7 +13,14 @@ cd "$(dirname "$0")/.."
 
 source scripts/tools.sh
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step says how long the one before it took, and the last line the total.
+started=$SECONDS
+step_start=$SECONDS
+step() {
+  [ "$step_start" = "$started" ] || printf '   (%ss)\n' "$((SECONDS - step_start))"
+  printf '\n== %s\n' "$*"
+  step_start=$SECONDS
+}
 
 step "tools into .venv/"
 pip_ensure .venv "cargo-lambda==$CARGO_LAMBDA_VERSION"
@@ -44,3 +51,4 @@ bash tests/local/run.sh
 
 step "every sam local / aws stepfunctions command in the docs was run"
 python3 scripts/check-doc-commands.py
+printf '   (%ss)\n\nscripts/test.sh: every test passed in %ss\n' "$((SECONDS - step_start))" "$((SECONDS - started))"
