@@ -1,5 +1,5 @@
-"""Every `sam local invoke` and `aws stepfunctions` command the docs show was
-run: each must be, word for word, one of the commands that
+"""Every `sam local invoke`, `sam local start-lambda`, `aws lambda invoke` and
+`aws stepfunctions` command the docs show was run: each must be, word for word, one of the commands that
 scripts/sam-local-invoke.sh and scripts/local-aws.sh ran (they write them to
 target/sam-local/commands.txt and target/local-aws/commands.txt), unless
 its code block says `not run here` (deploy-only commands, which need an AWS
@@ -13,14 +13,17 @@ import subprocess
 import sys
 
 RUN_LOGS = ["target/sam-local/commands.txt", "target/local-aws/commands.txt"]
-COMMAND = re.compile(r"^(sam local (invoke|start-lambda)|python scripts/sam_host_network\.py local|aws stepfunctions)\b")
+COMMAND = re.compile(
+    r"^(sam local (invoke|start-lambda)|python scripts/sam_host_network\.py local|aws stepfunctions|aws lambda invoke)\b"
+)
 EXEMPT = re.compile(r"#.*not run here")
 
 
 def normal(command):
-    """One line, single spaces, no line continuations, no trailing comment."""
+    """One line, single spaces, no line continuations, no trailing comment or `&`."""
     command = re.sub(r"\\\n", " ", command)
     command = re.sub(r"\s+#\s.*$", "", command)
+    command = re.sub(r"\s*&$", "", command)  # started in the background: the same command
     return " ".join(command.split())
 
 

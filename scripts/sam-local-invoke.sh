@@ -18,6 +18,9 @@
 #      `sam local invoke` per event (through scripts/sam_host_network.py,
 #      which puts the container on the host network: aws-sam-cli #4236),
 #      and checks each
+#   7. `sam local start-lambda` (the same way), and the AWS CLI's
+#      `aws lambda invoke --endpoint-url` against it twice with the S3 event:
+#      the object moved, then found moved (replaying an event is safe)
 #
 # Usage: bash scripts/sam-local-invoke.sh [--events DIR]
 # Exits non-zero naming the function and what was wrong when a check fails.
@@ -86,6 +89,35 @@ TMPDIR="$WORK/tmp" .venv/bin/python scripts/sam_local_invoke.py \
   --sam ".venv/bin/python scripts/sam_host_network.py" --sam-shown "python scripts/sam_host_network.py" \
   --parameter-overrides SourceBucketName=s3mm-demo-source DestBucketName=s3mm-demo-archive Architecture=x86_64 \
   -- --docker-network host --invoke-image "$LAMBDA_IMAGE" --skip-pull-image || status=$?
+
+step "sam local start-lambda: aws lambda invoke --endpoint-url, twice (a replay finds the object moved)"
+pip_ensure .venv-local-aws "awscli==$AWSCLI_VERSION"
+LAMBDA_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export LAMBDA_PORT
+start_lambda='python scripts/sam_host_network.py local start-lambda --host 127.0.0.1 --port "$LAMBDA_PORT" \
+  --env-vars .aws-sam/local-env.json \
+  --parameter-overrides SourceBucketName=s3mm-demo-source DestBucketName=s3mm-demo-archive Architecture=x86_64 \
+  --docker-network host --invoke-image '"$LAMBDA_IMAGE"' --skip-pull-image'
+echo "$ $start_lambda &"
+echo "$start_lambda" >>"$LOGS/commands.txt"
+TMPDIR="$WORK/tmp" bash -c "exec $start_lambda" >"$LOGS/start-lambda.log" 2>&1 &
+LOCAL_PIDS+=("$!")
+lambda_pid=$!
+deadline=$((SECONDS + 120))
+until python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=1)" "$LAMBDA_PORT" 2>/dev/null; do
+  if ! kill -0 "$lambda_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+    tail -n 20 "$LOGS/start-lambda.log" >&2
+    echo "FAIL sam local start-lambda did not listen on 127.0.0.1:$LAMBDA_PORT (log above)" >&2
+    status=1
+    break
+  fi
+  sleep 0.2
+done
+if kill -0 "$lambda_pid" 2>/dev/null && [ "$status" = 0 ]; then
+  PATH="$ROOT/.venv-local-aws/bin:$PATH" .venv/bin/python scripts/sam_local_invoke.py \
+    --endpoint "$ENDPOINT" --events "$EVENTS" --log-dir "$LOGS" --start-lambda-port "$LAMBDA_PORT" || status=$?
+fi
+
 if [ "$status" != 0 ]; then
   echo "sam-local-invoke: failed; SAM's output of each invocation is in $LOGS/" >&2
   exit "$status"

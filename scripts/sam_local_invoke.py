@@ -141,6 +141,51 @@ class Run(Cases):
 
         self.event_case("MoverFunction", event_name, run)
 
+    def start_lambda(self, port):
+        """`aws lambda invoke --endpoint-url` against `sam local start-lambda`,
+        twice with the same S3 event, as a replay from the dead-letter queue
+        would: the first moves the object, the second finds it moved."""
+        event_name = "mover-s3-put.json"
+        _, event = self.event(event_name)
+        bucket, key, _ = announced_object(event)
+        dest_key = self.args.dest_prefix + key.removeprefix(self.args.source_prefix)
+        where = f"s3://{self.args.dest_bucket}/{dest_key}"
+        answer_file = os.path.join(self.log_dir, "lambda-invoke.json")
+        command = (
+            'aws lambda invoke --endpoint-url "http://127.0.0.1:$LAMBDA_PORT" --function-name MoverFunction '
+            f"--payload file://{os.path.join(self.events, event_name)} {answer_file}"
+        )
+
+        def invoke():
+            print(f"$ {command}", flush=True)
+            with open(os.path.join(self.log_dir, "commands.txt"), "a", encoding="utf-8") as f:
+                f.write(command + "\n")
+            done = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                env={**os.environ, "LAMBDA_PORT": str(port)},
+            )
+            expect(done.returncode == 0, f"`{command}` exited {done.returncode}: {done.stderr.strip()[-400:]}")
+            status = json.loads(done.stdout)
+            expect(status.get("StatusCode") == 200 and "FunctionError" not in status, f"aws lambda invoke printed {done.stdout}")
+            with open(answer_file, encoding="utf-8") as f:
+                return json.load(f)
+
+        def run():
+            self.ensure_bucket(bucket)
+            self.ensure_bucket(self.args.dest_bucket)
+            self.s3.delete_object(Bucket=self.args.dest_bucket, Key=dest_key)
+            self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE_BODY)
+            first = invoke()
+            expect(first.get("moved") == 1, f"the first invocation answered {json.dumps(first)}, not moved: 1")
+            expect(self.body(self.args.dest_bucket, dest_key) == SAMPLE_BODY, f"{where} does not hold the sample bytes")
+            expect(not self.exists(bucket, key), f"the source s3://{bucket}/{key} is still there")
+            again = invoke()
+            expect(again.get("already_moved") == 1, f"the replay answered {json.dumps(again)}, not already_moved: 1")
+            expect(self.body(self.args.dest_bucket, dest_key) == SAMPLE_BODY, f"{where} changed on the replay")
+            return f"{where}: moved, then the replay found it moved ({json.dumps(again)})"
+
+        self.case(f"{'MoverFunction':26} {'start-lambda':24}", run, name="MoverFunction (sam local start-lambda)")
+
     # ---------------------------------------------------------------- merge
 
     def merge_keys(self, gen, task):
@@ -243,20 +288,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", required=True, help="the local S3, as this machine reaches it")
     parser.add_argument("--events", default="events")
-    parser.add_argument("--env-vars", required=True)
+    parser.add_argument("--env-vars", help="for sam local invoke")
     parser.add_argument("--log-dir", required=True)
-    parser.add_argument("--sam", required=True, help="the SAM program, as an argument list in one shell-quoted string")
+    parser.add_argument("--sam", help="the SAM program, as an argument list in one shell-quoted string")
     parser.add_argument("--sam-shown", default="sam", help="how the SAM program is shown in the printed commands")
     parser.add_argument("--source-prefix", default="incoming/")
     parser.add_argument("--dest-bucket", default="s3mm-demo-archive")
     parser.add_argument("--dest-prefix", default="archive/")
-    parser.add_argument("--parameter-overrides", nargs="+", required=True)
+    parser.add_argument("--parameter-overrides", nargs="+")
+    parser.add_argument(
+        "--start-lambda-port", type=int, help="instead of sam local invoke: aws lambda invoke on this sam local start-lambda"
+    )
     parser.add_argument("sam_args", nargs=argparse.REMAINDER, help="after --: more sam local invoke arguments")
     args = parser.parse_args()
-    args.sam = shlex.split(args.sam)
+    args.sam = shlex.split(args.sam or "")
     args.sam_args = [a for a in args.sam_args if a != "--"]
 
     run = Run(args)
+    if args.start_lambda_port:
+        run.start_lambda(args.start_lambda_port)
+        run.finish("sam local start-lambda", "aws lambda invoke moved the object, and a replay found it moved")
+        return
     for name in ("mover-s3-put.json", "mover-sqs.json", "mover-eventbridge.json"):
         run.mover(name)
     run.batch_generator()
