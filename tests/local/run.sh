@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests of scripts/sam-local-invoke.sh and scripts/local-aws.sh, run as a
-# user runs them:
+# user runs them, after the unit tests of their helpers (test_helpers.py):
 #   0. sam-local-invoke interrupted with Ctrl-C while a function runs;
 #   1. sam-local-invoke with one event made wrong on purpose (an SQS message
 #      whose body is cut short): exits non-zero, names MoverFunction and the
@@ -20,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 TMP_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/s3mm-local-test.XXXXXX")"
+mkdir -p target/local-test
 trap 'rm -rf "$TMP_ROOT"' EXIT
 passed=0
 failed=0
@@ -60,6 +61,13 @@ nothing_left() {
   check "$1: its work directory removed" "$([ "$left" = 0 ] && echo 1 || echo 0)" "$left entries left"
 }
 
+echo "== unit tests of the helpers (tests/local/test_helpers.py)"
+unit_status=0
+python3 -m unittest discover -s tests/local -p 'test_*.py' >target/local-test/unit.log 2>&1 || unit_status=$?
+check "sam_host_network.py refuses other SAM versions; check-doc-commands.py catches unrun commands" \
+  "$([ "$unit_status" = 0 ] && echo 1 || echo 0)" "$(tail -n 1 target/local-test/unit.log)"
+[ "$unit_status" = 0 ] || sed 's/^/    | /' target/local-test/unit.log
+
 echo "== sam-local-invoke.sh interrupted (Ctrl-C) during an invocation"
 # Ctrl-C signals the terminal's foreground process group: the script runs
 # in a session of its own here, and the whole group gets SIGINT once SAM
@@ -72,15 +80,9 @@ S3MM_LOCAL_TMP="$TMP_ROOT/sam-interrupted" setsid python3 -c \
   'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
   bash scripts/sam-local-invoke.sh >"$out" 2>&1 &
 pid=$!
-deadline=$((SECONDS + 900))
 # The function's container runs the emulator, visible here as a process.
-container_running() { python3 tests/local/leftovers.py "$TMP_ROOT/none" | grep -q 'aws-lambda-ri[e]'; }
 running=0
-until [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$pid" 2>/dev/null; do
-  if container_running; then running=1; break; fi
-  sleep 0.1
-done
-kill -INT -- "-$pid" 2>/dev/null || true
+python3 tests/local/interrupt_when.py "$pid" aws-lambda-rie 900 && running=1
 status=0
 wait "$pid" || status=$?
 check "interrupted: a function's container was running" "$running"
