@@ -15,9 +15,9 @@ source scripts/tools.sh
 
 # Each step says how long the one before it took, and the last line the total.
 started=$SECONDS
-step_start=$SECONDS
+step_start=""
 step() {
-  [ "$step_start" = "$started" ] || printf '   (%ss)\n' "$((SECONDS - step_start))"
+  [ -z "$step_start" ] || printf '   (%ss)\n' "$((SECONDS - step_start))"
   printf '\n== %s\n' "$*"
   step_start=$SECONDS
 }
