@@ -3,6 +3,7 @@ that fail with a message, one `ok`/`FAIL` line per case, a summary that
 exits 1 naming every failure, an S3 client for a local endpoint, and a
 main that dies of Ctrl-C's SIGINT so the calling script's trap cleans up."""
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,12 @@ class CheckFailed(Exception):
 def expect(condition, message):
     if not condition:
         raise CheckFailed(message)
+
+
+def expect_fields(answer, expected):
+    """The answer's values of the expected keys are the expected ones."""
+    got = {key: answer.get(key) for key in expected}
+    expect(got == expected, f"answered {json.dumps(got)}, expected {json.dumps(expected)}")
 
 
 def s3_client(endpoint):
