@@ -75,7 +75,7 @@ pub enum Command {
         /// Delete the merged sources once the report is written.
         #[arg(long)]
         delete_sources: bool,
-        /// Name of the run (default: merge-<unix time>).
+        /// Name of the run (default: merge-<unix time>-<8 random hex digits>).
         #[arg(long)]
         run_id: Option<String>,
     },
@@ -195,10 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             let client =
                 load_client_for(&ClientSettings::from_env(), global.profile.as_deref(), global.endpoint_url.as_deref())
                     .await;
-            let run_id = run_id.unwrap_or_else(|| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                format!("merge-{now}")
-            });
+            let run_id = run_id.unwrap_or_else(default_run_id);
             let options = pipeline::MergeOptions {
                 batch_size: usize::try_from(batch_size)?,
                 map_concurrency: usize::try_from(concurrency)?,
@@ -344,4 +341,16 @@ impl StopSignal {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// `merge-<unix seconds>-<8 hex digits>`: two runs started in the same
+/// second get different folders (the random part comes from the standard
+/// library's per-process random hasher seed, mixed with the time and pid).
+pub fn default_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    format!("merge-{}-{:08x}", now.as_secs(), hasher.finish() as u32)
 }

@@ -8,7 +8,13 @@ async fn main() -> ExitCode {
     let json = cli.global.json;
     // `serve` handles Ctrl-C itself, to print its counters on the way out.
     let serving = matches!(cli.command, Command::Serve { .. });
-    s3mm_core::logging::init_with_default(s3mm_core::LogFormat::Text, "warn");
+    // s3mm's own warnings, and the SDK's only when they are errors: what went
+    // wrong reaches the person as the command's one-line error, and the
+    // SDK's internals are there with RUST_LOG=debug.
+    s3mm_core::logging::init_with_default(
+        s3mm_core::LogFormat::Text,
+        "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,aws_sdk_s3=error",
+    );
     // Ctrl-C drops the job: outputs are written whole by PutObject or
     // CompleteMultipartUpload, so nothing partial appears under a final name.
     let result = tokio::select! {

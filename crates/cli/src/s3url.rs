@@ -14,8 +14,8 @@ pub struct S3Url {
 pub enum S3UrlError {
     #[error("{url:?} is not an S3 URL: expected s3://bucket/prefix/")]
     NotS3 { url: String },
-    #[error("{url:?}: {reason}")]
-    BadBucket { url: String, reason: String },
+    #[error("bucket {bucket:?} {reason}")]
+    BadBucket { url: String, bucket: String, reason: String },
 }
 
 impl FromStr for S3Url {
@@ -27,8 +27,15 @@ impl FromStr for S3Url {
         if bucket.is_empty() {
             return Err(S3UrlError::NotS3 { url: url.to_owned() });
         }
-        s3mm_core::config::validate_bucket_name("bucket", bucket)
-            .map_err(|err| S3UrlError::BadBucket { url: url.to_owned(), reason: err.to_string() })?;
+        s3mm_core::config::validate_bucket_name("bucket", bucket).map_err(|err| {
+            // The validator speaks of environment variables; here the
+            // bucket came from a URL, so only its reason is kept.
+            let reason = match err {
+                s3mm_core::config::ConfigError::Invalid { reason, .. } => format!("is {reason}"),
+                other => other.to_string(),
+            };
+            S3UrlError::BadBucket { url: url.to_owned(), bucket: bucket.to_owned(), reason }
+        })?;
         Ok(Self { bucket: bucket.to_owned(), prefix: s3mm_core::keys::folder_prefix(prefix) })
     }
 }

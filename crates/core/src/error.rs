@@ -19,7 +19,7 @@ impl S3Failure {
     pub fn from_sdk<E, R>(err: &SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug + HasStatus,
+        R: fmt::Debug + HasStatus + 'static,
     {
         match err {
             SdkError::ServiceError(service) => Self {
@@ -31,11 +31,20 @@ impl S3Failure {
                     .map(str::to_owned)
                     .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(err).to_string()),
             },
-            other => Self {
-                code: other.code().map(str::to_owned),
-                status: other.raw_response().map(HasStatus::status_code),
-                message: aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
-            },
+            other => {
+                // The whole chain (SDK internals, connector state) is for
+                // whoever debugs; the message says what happened and what to do.
+                tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(other), "S3 request got no response");
+                let (code, message) = match other {
+                    SdkError::TimeoutError(_) => (None, "the request to S3 timed out".to_owned()),
+                    _ => without_response(other),
+                };
+                Self {
+                    code: code.map(str::to_owned).or_else(|| other.code().map(str::to_owned)),
+                    status: other.raw_response().map(HasStatus::status_code),
+                    message,
+                }
+            }
         }
     }
 
@@ -59,8 +68,9 @@ impl S3Failure {
 
     /// Throttling and server-side errors that the SDK already retried and a
     /// later attempt (an SQS redelivery, a Step Functions Retry) may still win.
+    /// Missing credentials are not: no retry finds them.
     pub fn is_transient(&self) -> bool {
-        matches!(self.status, Some(500..=599) | None)
+        !self.code_is(NO_CREDENTIALS) && matches!(self.status, Some(500..=599) | None)
             || matches!(
                 self.code.as_deref(),
                 Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout" | "InternalError")
@@ -71,12 +81,77 @@ impl S3Failure {
 impl fmt::Display for S3Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.code, self.status) {
+            // Not S3's code but ours; the message says it all.
+            (Some(code), None) if code == NO_CREDENTIALS => f.write_str(&self.message),
             (Some(code), Some(status)) => write!(f, "{code} (HTTP {status}): {}", self.message),
             (Some(code), None) => write!(f, "{code}: {}", self.message),
             (None, Some(status)) => write!(f, "HTTP {status}: {}", self.message),
             (None, None) => f.write_str(&self.message),
         }
     }
+}
+
+/// The code of an [`S3Failure`] that never reached S3 because no credentials
+/// were found to sign it.
+pub const NO_CREDENTIALS: &str = "NoCredentials";
+
+/// What a person can act on when a request got no response at all: no
+/// credentials, an endpoint that refuses or cannot be found, a timeout; else
+/// the innermost cause, one line.
+fn without_response(err: &(dyn std::error::Error + 'static)) -> (Option<&'static str>, String) {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut innermost = err;
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(credentials) = current.downcast_ref::<CredentialsError>() {
+            return match credentials {
+                CredentialsError::CredentialsNotLoaded(_) => (
+                    Some(NO_CREDENTIALS),
+                    "no AWS credentials found (looked in the environment, the shared config and credentials files, \
+                     web identity, the container and instance metadata): set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, or name a profile with AWS_PROFILE or --profile"
+                        .to_owned(),
+                ),
+                other => {
+                    (Some(NO_CREDENTIALS), format!("AWS credentials could not be loaded: {}", innermost_message(other)))
+                }
+            };
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return (
+                        None,
+                        "the S3 endpoint refused the connection: check the endpoint (--endpoint-url, \
+                         AWS_ENDPOINT_URL) and that its server is running"
+                            .to_owned(),
+                    );
+                }
+                std::io::ErrorKind::TimedOut => return (None, "connecting to the S3 endpoint timed out".to_owned()),
+                _ => {}
+            }
+        }
+        if current.to_string().starts_with("dns error") {
+            return (
+                None,
+                format!(
+                    "the S3 endpoint's host name could not be resolved ({}): check the endpoint and the region",
+                    innermost_message(current)
+                ),
+            );
+        }
+        innermost = current;
+        cause = current.source();
+    }
+    (None, innermost.to_string())
+}
+
+fn innermost_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = err;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    innermost.to_string()
 }
 
 /// The raw response types the SDK hands back all expose a status; this trait
