@@ -112,9 +112,12 @@ fn without_response(err: &(dyn std::error::Error + 'static)) -> (Option<&'static
                      AWS_SECRET_ACCESS_KEY, or name a profile with AWS_PROFILE or --profile"
                         .to_owned(),
                 ),
-                other => {
-                    (Some(NO_CREDENTIALS), format!("AWS credentials could not be loaded: {}", innermost_message(other)))
-                }
+                CredentialsError::InvalidConfiguration(_) => (
+                    Some(NO_CREDENTIALS),
+                    format!("the AWS credentials configuration is invalid: {}", innermost_message(credentials)),
+                ),
+                // A provider that timed out or failed may answer next time.
+                other => (None, format!("AWS credentials could not be loaded: {}", innermost_message(other))),
             };
         }
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
