@@ -13,10 +13,11 @@
 #   containers_end         stops what containers_begin started
 #   local_run_begin NAME   the common frame of both scripts: the environment
 #                          (no telemetry, no instance metadata, us-east-1),
-#                          $WORK (under S3MM_LOCAL_TMP or TMPDIR), and traps
-#                          that on exit, failure, Ctrl-C or SIGTERM stop every
-#                          pid in LOCAL_PIDS, then containers_end, then remove
-#                          $WORK
+#                          $WORK (under S3MM_LOCAL_TMP or TMPDIR), `step`
+#                          headings, and traps that on exit, failure, Ctrl-C
+#                          or SIGTERM stop every pid in LOCAL_PIDS, then
+#                          containers_end, then remove $WORK
+#   free_port              prints a free TCP port on 127.0.0.1
 #
 # Own dockerd: its own --data-root, --exec-root, --pidfile and socket under
 # DIR, --iptables=false --ip6tables=false --bridge=none (containers get the
@@ -169,9 +170,16 @@ local_run_begin() {
   export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
   unset AWS_SESSION_TOKEN AWS_PROFILE
   WORK="$(mktemp -d "${S3MM_LOCAL_TMP:-${TMPDIR:-/tmp}}/$1.XXXXXX")"
+  started=$SECONDS
   trap local_run_end EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+}
+
+step() { printf '\n== %s\n' "$*"; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 local_run_end() {

@@ -48,8 +48,6 @@ local_run_begin s3mm-local-aws
 export AWS_ACCESS_KEY_ID=local-aws-access-key AWS_SECRET_ACCESS_KEY=local-aws-secret-key
 unset AWS_ENDPOINT_URL_S3
 export PATH="$ROOT/.venv-local-aws/bin:$ROOT/.venv/bin:$PATH"
-started=$SECONDS
-step() { printf '\n== %s\n' "$*"; }
 
 step "tools (pinned) into .venv-local-aws/ and .venv/"
 pip_ensure .venv-local-aws "awscli==$AWSCLI_VERSION" "moto[server]==$MOTO_VERSION"
@@ -78,7 +76,7 @@ step "sam build"
 sam_build_if_stale "$WORK"
 
 step "moto"
-MOTO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MOTO_PORT="$(free_port)"
 # MOTO_PORT: moto's interpreter calls Lambda and S3 on its own port.
 # MOTO_DOCKER_*: functions run in $MOTO_IMAGE on the host network.
 MOTO_PORT="$MOTO_PORT" MOTO_DOCKER_LAMBDA_IMAGE="$MOTO_IMAGE" MOTO_DOCKER_NETWORK_MODE=host \

@@ -21,15 +21,15 @@ import io
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 
 import boto3
 import yaml
 
-from local_checks import Cases, CheckFailed, body, expect, run_main, s3_client
+from local_checks import Cases, CheckFailed, body, expect, run_main, s3_client, shell
 
 SOURCE_BUCKET = "s3mm-demo-source"
 DEST_BUCKET = "s3mm-demo-archive"
@@ -217,8 +217,6 @@ class LocalAws(Cases):
         print(f"   function {arn}: {path}, {spec['runtime']}, {spec['memory']} MB, {spec['timeout']} s")
 
     def post_json(self, path, body):
-        import urllib.request
-
         request = urllib.request.Request(
             self.endpoint + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
@@ -228,35 +226,25 @@ class LocalAws(Cases):
     # -- the user's commands
 
     def aws(self, command, **env):
-        """Runs an AWS CLI command as written in the docs (shell variables
-        and all) and returns its JSON output."""
-        print(f"$ {command}", flush=True)
-        with open(os.path.join(self.args.log_dir, "commands.txt"), "a", encoding="utf-8") as f:
-            f.write(command + "\n")
-        done = subprocess.run(
-            ["bash", "-c", command], capture_output=True, text=True, env={**self.env, **env}, timeout=120
-        )
-        expect(done.returncode == 0, f"`{command}` exited {done.returncode}: {done.stderr.strip()[-600:]}")
-        return json.loads(done.stdout) if done.stdout.strip() else None
+        """Runs an AWS CLI command as written in the docs and returns its JSON output."""
+        out = shell(command, self.args.log_dir, {**self.env, **env}, timeout=120)
+        return json.loads(out) if out.strip() else None
 
     def wait(self, execution_arn, limit_s=600):
+        """The docs' describe-execution once, then the same call through the
+        SDK until the execution is no longer RUNNING."""
         deadline = time.monotonic() + limit_s
-        command = (
+        state = self.aws(
             'aws stepfunctions describe-execution --execution-arn "$EXEC" '
-            "--query '{status:status,output:output,error:error,cause:cause}'"
+            "--query '{status:status,output:output,error:error,cause:cause}'",
+            EXEC=execution_arn,
         )
-        first = True
-        while True:
-            if first:
-                state = self.aws(command, EXEC=execution_arn)
-                first = False
-            else:
-                state = self.sfn.describe_execution(executionArn=execution_arn)
-                state = {k: state.get(k) for k in ("status", "output", "error", "cause")}
-            if state["status"] != "RUNNING":
-                return state
+        while state["status"] == "RUNNING":
             expect(time.monotonic() < deadline, f"{execution_arn} still RUNNING after {limit_s} s")
             time.sleep(0.5)
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            state = {k: described.get(k) for k in ("status", "output", "error", "cause")}
+        return state
 
     # -- checks
 

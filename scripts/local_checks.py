@@ -1,7 +1,9 @@
 """What scripts/sam_local_invoke.py and scripts/local_aws.py share: checks
 that fail with a message, one `ok`/`FAIL` line per case, a summary that
-exits 1 naming every failure, an S3 client for a local endpoint, and a
-main that dies of Ctrl-C's SIGINT so the calling script's trap cleans up."""
+exits 1 naming every failure, an S3 client for a local endpoint, the
+commands a user types run and written down for scripts/check-doc-commands.py,
+and a main that dies of Ctrl-C's SIGINT so the calling script's trap
+cleans up."""
 
 import json
 import os
@@ -26,6 +28,24 @@ def expect_fields(answer, expected):
     """The answer's values of the expected keys are the expected ones."""
     got = {key: answer.get(key) for key in expected}
     expect(got == expected, f"answered {json.dumps(got)}, expected {json.dumps(expected)}")
+
+
+def announce(command, log_dir):
+    """Shows a command as a user types it and adds it to LOG_DIR/commands.txt,
+    which scripts/check-doc-commands.py compares with the docs."""
+    print(f"$ {command}", flush=True)
+    with open(os.path.join(log_dir, "commands.txt"), "a", encoding="utf-8") as f:
+        f.write(command + "\n")
+
+
+def shell(command, log_dir, env, timeout):
+    """Runs a command as written in the docs (shell variables and all, taken
+    from `env`) and returns its standard output; a non-zero exit fails the
+    check, quoting the end of its standard error."""
+    announce(command, log_dir)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=timeout)
+    expect(done.returncode == 0, f"`{command}` exited {done.returncode}: {done.stderr.strip()[-600:]}")
+    return done.stdout
 
 
 def s3_client(endpoint):

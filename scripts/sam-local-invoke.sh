@@ -45,8 +45,6 @@ local_run_begin s3mm-sam-local
 # SAM hands the caller's credentials to the function: local-s3's key pair.
 export AWS_ACCESS_KEY_ID=local-s3-access-key AWS_SECRET_ACCESS_KEY=local-s3-secret-key
 export PATH="$ROOT/.venv/bin:$PATH"
-started=$SECONDS
-step() { printf '\n== %s\n' "$*"; }
 
 step "tools (pinned) into .venv/"
 pip_ensure .venv "aws-sam-cli==$SAM_CLI_VERSION" "ziglang==$ZIGLANG_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
@@ -92,7 +90,7 @@ TMPDIR="$WORK/tmp" .venv/bin/python scripts/sam_local_invoke.py \
 
 step "sam local start-lambda: aws lambda invoke --endpoint-url, twice (a replay finds the object moved)"
 pip_ensure .venv-local-aws "awscli==$AWSCLI_VERSION"
-LAMBDA_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+LAMBDA_PORT="$(free_port)"
 export LAMBDA_PORT
 start_lambda='python scripts/sam_host_network.py local start-lambda --host 127.0.0.1 --port "$LAMBDA_PORT" \
   --env-vars .aws-sam/local-env.json \

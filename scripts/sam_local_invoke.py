@@ -26,7 +26,7 @@ import subprocess
 import time
 import urllib.parse
 
-from local_checks import Cases, CheckFailed, body, expect, expect_fields, run_main, s3_client
+from local_checks import Cases, CheckFailed, announce, body, expect, expect_fields, run_main, s3_client, shell
 
 # The object the sample events announce: its MD5 is their eTag.
 SAMPLE_BODY = "date,city,amount\n2026-11-24,São Paulo,42\n".encode()
@@ -48,9 +48,8 @@ class Run(Cases):
         self.log_dir = args.log_dir
 
     def event(self, name):
-        path = os.path.join(self.events, name)
-        with open(path, encoding="utf-8") as f:
-            return path, json.load(f)
+        with open(os.path.join(self.events, name), encoding="utf-8") as f:
+            return json.load(f)
 
     def body(self, bucket, key):
         return body(self.s3, bucket, key)
@@ -67,6 +66,16 @@ class Run(Cases):
             self.s3.create_bucket(Bucket=bucket)
         except (self.s3.exceptions.BucketAlreadyOwnedByYou, self.s3.exceptions.BucketAlreadyExists):
             pass
+
+    def seed_sample(self, bucket, key):
+        """Puts the sample object where an event announces it, clears where
+        the mover would archive it, and returns that destination key."""
+        dest_key = self.args.dest_prefix + key.removeprefix(self.args.source_prefix)
+        self.ensure_bucket(bucket)
+        self.ensure_bucket(self.args.dest_bucket)
+        self.s3.delete_object(Bucket=self.args.dest_bucket, Key=dest_key)
+        self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE_BODY)
+        return dest_key
 
     def invoke(self, function, event_path):
         """Runs the command a user types and returns the function's answer
@@ -85,9 +94,7 @@ class Run(Cases):
             *self.args.sam_args,
         ]
         shown = shlex.join([*shlex.split(self.args.sam_shown), *command[len(self.args.sam) :]])
-        print(f"$ {shown}", flush=True)
-        with open(os.path.join(self.log_dir, "commands.txt"), "a", encoding="utf-8") as f:
-            f.write(shown + "\n")
+        announce(shown, self.log_dir)
         started = time.monotonic()
         done = subprocess.run(command, capture_output=True, text=True, timeout=900)
         seconds = time.monotonic() - started
@@ -112,7 +119,7 @@ class Run(Cases):
 
     def mover(self, event_name):
         def run(path):
-            _, event = self.event(event_name)
+            event = self.event(event_name)
             try:
                 bucket, key, etag = announced_object(event)
             except (KeyError, IndexError, TypeError, ValueError) as err:
@@ -124,11 +131,7 @@ class Run(Cases):
                 hashlib.md5(SAMPLE_BODY).hexdigest() == etag,
                 f"the event's eTag {etag} is not the MD5 of the sample object",
             )
-            dest_key = self.args.dest_prefix + key.removeprefix(self.args.source_prefix)
-            self.ensure_bucket(bucket)
-            self.ensure_bucket(self.args.dest_bucket)
-            self.s3.delete_object(Bucket=self.args.dest_bucket, Key=dest_key)
-            self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE_BODY)
+            dest_key = self.seed_sample(bucket, key)
             answer, seconds = self.invoke("MoverFunction", path)
             landed = self.body(self.args.dest_bucket, dest_key)
             where = f"s3://{self.args.dest_bucket}/{dest_key}"
@@ -146,10 +149,7 @@ class Run(Cases):
         twice with the same S3 event, as a replay from the dead-letter queue
         would: the first moves the object, the second finds it moved."""
         event_name = "mover-s3-put.json"
-        _, event = self.event(event_name)
-        bucket, key, _ = announced_object(event)
-        dest_key = self.args.dest_prefix + key.removeprefix(self.args.source_prefix)
-        where = f"s3://{self.args.dest_bucket}/{dest_key}"
+        bucket, key, _ = announced_object(self.event(event_name))
         answer_file = os.path.join(self.log_dir, "lambda-invoke.json")
         command = (
             'aws lambda invoke --endpoint-url "http://127.0.0.1:$LAMBDA_PORT" --function-name MoverFunction '
@@ -157,24 +157,15 @@ class Run(Cases):
         )
 
         def invoke():
-            print(f"$ {command}", flush=True)
-            with open(os.path.join(self.log_dir, "commands.txt"), "a", encoding="utf-8") as f:
-                f.write(command + "\n")
-            done = subprocess.run(
-                ["bash", "-c", command], capture_output=True, text=True, timeout=300,
-                env={**os.environ, "LAMBDA_PORT": str(port)},
-            )
-            expect(done.returncode == 0, f"`{command}` exited {done.returncode}: {done.stderr.strip()[-400:]}")
-            status = json.loads(done.stdout)
-            expect(status.get("StatusCode") == 200 and "FunctionError" not in status, f"aws lambda invoke printed {done.stdout}")
+            out = shell(command, self.log_dir, {**os.environ, "LAMBDA_PORT": str(port)}, timeout=300)
+            status = json.loads(out)
+            expect(status.get("StatusCode") == 200 and "FunctionError" not in status, f"aws lambda invoke printed {out}")
             with open(answer_file, encoding="utf-8") as f:
                 return json.load(f)
 
         def run():
-            self.ensure_bucket(bucket)
-            self.ensure_bucket(self.args.dest_bucket)
-            self.s3.delete_object(Bucket=self.args.dest_bucket, Key=dest_key)
-            self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE_BODY)
+            dest_key = self.seed_sample(bucket, key)
+            where = f"s3://{self.args.dest_bucket}/{dest_key}"
             first = invoke()
             expect(first.get("moved") == 1, f"the first invocation answered {json.dumps(first)}, not moved: 1")
             expect(self.body(self.args.dest_bucket, dest_key) == SAMPLE_BODY, f"{where} does not hold the sample bytes")
@@ -195,8 +186,8 @@ class Run(Cases):
 
     def batch_generator(self):
         def run(path):
-            _, gen = self.event("batch-generator.json")
-            _, task = self.event("csv-merger.json")
+            gen = self.event("batch-generator.json")
+            task = self.event("csv-merger.json")
             keys = self.merge_keys(gen, task)
             self.ensure_bucket(gen["source_bucket"])
             self.ensure_bucket(gen["dest_bucket"])
@@ -226,7 +217,7 @@ class Run(Cases):
 
     def csv_merger(self):
         def run(path):
-            _, task = self.event("csv-merger.json")
+            task = self.event("csv-merger.json")
             answer, seconds = self.invoke("CsvMergerFunction", path)
             expected_body = (HEADER + "".join(row for _, row in MERGE_FILES)).encode()
             expected = {"batch_id": 0, "output_key": task["batch"]["output_key"], "files": 3, "rows": 3, "skipped": 0}
@@ -240,8 +231,8 @@ class Run(Cases):
 
     def results_aggregator(self):
         def run(path):
-            _, task = self.event("results-aggregator.json")
-            _, merge = self.event("csv-merger.json")
+            task = self.event("results-aggregator.json")
+            merge = self.event("csv-merger.json")
             answer, seconds = self.invoke("ResultsAggregatorFunction", path)
             report_key = f"{task['run_prefix']}report.json"
             expected = {

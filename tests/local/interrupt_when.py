@@ -9,29 +9,17 @@ import signal
 import sys
 import time
 
+from leftovers import processes
+
 pgid, marker, timeout = int(sys.argv[1]), sys.argv[2].encode(), float(sys.argv[3])
 deadline = time.monotonic() + timeout
-
-
-def running():
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker in f.read():
-                    return True
-        except OSError:
-            continue
-    return False
-
 
 while time.monotonic() < deadline:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         sys.exit(1)
-    if running():
+    if next(processes([marker]), None):
         os.killpg(pgid, signal.SIGINT)
         sys.exit(0)
     time.sleep(0.01)

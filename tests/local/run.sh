@@ -40,7 +40,7 @@ check() {
 run() {
   local name="$1"
   shift
-  mkdir -p "$TMP_ROOT/$name" target/local-test
+  mkdir -p "$TMP_ROOT/$name"
   out="target/local-test/$name.log"
   status=0
   S3MM_LOCAL_TMP="$TMP_ROOT/$name" bash "$@" >"$out" 2>&1 || status=$?
@@ -72,7 +72,7 @@ echo "== sam-local-invoke.sh interrupted (Ctrl-C) during an invocation"
 # Ctrl-C signals the terminal's foreground process group: the script runs
 # in a session of its own here, and the whole group gets SIGINT once SAM
 # runs a function's container.
-mkdir -p "$TMP_ROOT/sam-interrupted" target/local-test
+mkdir -p "$TMP_ROOT/sam-interrupted"
 out=target/local-test/sam-interrupted.log
 # A background job starts with SIGINT ignored, and a shell cannot trap a
 # signal ignored at its start: the default disposition is restored first.

@@ -100,7 +100,6 @@ pub const NO_CREDENTIALS: &str = "NoCredentials";
 /// the innermost cause, one line.
 fn without_response(err: &(dyn std::error::Error + 'static)) -> (Option<&'static str>, String) {
     use aws_credential_types::provider::error::CredentialsError;
-    let mut innermost = err;
     let mut cause = Some(err);
     while let Some(current) = cause {
         if let Some(credentials) = current.downcast_ref::<CredentialsError>() {
@@ -143,10 +142,9 @@ fn without_response(err: &(dyn std::error::Error + 'static)) -> (Option<&'static
                 ),
             );
         }
-        innermost = current;
         cause = current.source();
     }
-    (None, innermost.to_string())
+    (None, innermost_message(err))
 }
 
 fn innermost_message(err: &(dyn std::error::Error + 'static)) -> String {
