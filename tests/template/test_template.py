@@ -114,7 +114,7 @@ EXPECTED_MOVER_PERMISSIONS = {
 EXPECTED_MOVER_MANAGED_POLICIES = {"service-role/AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"}
 
 # What each role's code does with S3, by bucket (crates/core/src: list.rs,
-# fetch.rs, upload.rs, delete.rs, merge.rs, transfer.rs). ListBucket is
+# fetch.rs, upload.rs, delete.rs, merge/, transfer.rs). ListBucket is
 # needed wherever the code tells a missing key (404) from a refusal (403).
 NEEDED_S3 = {
     "MoverFunction": {
@@ -130,7 +130,7 @@ NEEDED_S3 = {
     },
     "BatchGeneratorFunction": {
         ("s3:ListBucket", MERGE_SRC): "ListObjectsV2 of source_prefix (list.rs)",
-        ("s3:GetObject", MERGE_SRC): "GetObject of the first files to find the header (merge.rs probe_header)",
+        ("s3:GetObject", MERGE_SRC): "GetObject of the first files to find the header (merge/generate.rs probe_header)",
         ("s3:PutObject", MERGE_DST): "PutObject of the manifests, batches.json and run.json (upload.rs put_bytes)",
     },
     "CsvMergerFunction": {

@@ -1,28 +1,22 @@
 //! The batch-generator handler in-process against local-s3.
 
-use local_s3::LocalS3;
-use s3mm_core::client::{ClientSettings, client_for_endpoint};
+use s3mm_test_support::S3Fixture;
 use serde_json::json;
 
-async fn setup() -> (tempfile::TempDir, LocalS3, aws_sdk_s3::Client) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = LocalS3::start(dir.path()).await.expect("local-s3");
-    server.create_bucket("b-in").expect("bucket");
-    server.create_bucket("b-out").expect("bucket");
-    let client =
-        client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &ClientSettings::default());
-    (dir, server, client)
+async fn setup() -> S3Fixture {
+    S3Fixture::start(&["b-in", "b-out"]).await
 }
 
 #[tokio::test]
 async fn output_holds_counts_and_one_key_never_key_lists() {
-    let (_dir, server, client) = setup().await;
+    let f = setup().await;
+    let (server, client) = (&f.server, &f.client);
     for i in 0..2_345 {
         server.put_object("b-in", &format!("csvs/{i:05}.csv"), b"h\n1\n").expect("put");
     }
     let input = json!({"source_bucket": "b-in", "source_prefix": "csvs/", "dest_bucket": "b-out",
                        "dest_prefix": "merged-csvs/", "execution_name": "exec-42"});
-    let output = batch_generator::handle(&client, &input, 1000, "req").await.expect("generated");
+    let output = batch_generator::handle(client, &input, 1000, "req").await.expect("generated");
     assert_eq!(output.run_id, "exec-42");
     assert_eq!((output.total_files, output.total_batches), (2_345, 3));
     assert_eq!(output.batches_key, "merged-csvs/exec-42/_manifests/batches.json");
@@ -46,17 +40,18 @@ async fn output_holds_counts_and_one_key_never_key_lists() {
 
 #[tokio::test]
 async fn errors_carry_the_error_type_step_functions_sees() {
-    let (_dir, _server, client) = setup().await;
+    let f = setup().await;
+    let client = &f.client;
     let bad = json!({"source_bucket": "b-in", "source_prefix": "csvs/", "dest_bucket": "b-out", "dest_prefix": "",
                      "batch_size": -1});
-    let err = batch_generator::handle(&client, &bad, 1000, "req").await.expect_err("invalid");
+    let err = batch_generator::handle(client, &bad, 1000, "req").await.expect_err("invalid");
     let diagnostic = lambda_runtime::Diagnostic::from(err);
     assert_eq!(diagnostic.error_type, "InvalidInput");
     assert!(diagnostic.error_message.contains("batch_size"), "{}", diagnostic.error_message);
 
     let empty =
         json!({"source_bucket": "b-in", "source_prefix": "nothing/", "dest_bucket": "b-out", "dest_prefix": ""});
-    let err = batch_generator::handle(&client, &empty, 1000, "req").await.expect_err("empty");
+    let err = batch_generator::handle(client, &empty, 1000, "req").await.expect_err("empty");
     let diagnostic = lambda_runtime::Diagnostic::from(err);
     assert_eq!(diagnostic.error_type, "EmptyPrefix");
     assert!(diagnostic.error_message.contains("s3://b-in/nothing/"), "{}", diagnostic.error_message);

@@ -14,42 +14,25 @@
 
 mod common;
 
-use local_s3::{FaultKind, LocalS3};
-use s3mm_core::client::{ClientSettings, client_for_endpoint};
+use local_s3::FaultKind;
+use s3mm_core::client::ClientSettings;
+use s3mm_test_support::{S3Fixture, fast_retries};
 use s3mm_core::config::{ConfigError, Env, LogFormat, MergeConfig};
 use s3mm_core::keys::encode_event_key;
 use s3mm_core::merge::{BatchItem, MergeTask};
 use s3mm_core::{Mover, MoverConfig};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::Duration;
 
-struct Fixture {
-    server: LocalS3,
-    client: aws_sdk_s3::Client,
-    _dir: tempfile::TempDir,
+async fn fixture_with(max_attempts: u32) -> S3Fixture {
+    S3Fixture::start_with(&["src", "dst"], &ClientSettings { max_attempts, ..fast_retries() }).await
 }
 
-async fn fixture_with(max_attempts: u32) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = LocalS3::start(dir.path()).await.expect("local-s3");
-    server.create_bucket("src").expect("bucket");
-    server.create_bucket("dst").expect("bucket");
-    let settings = ClientSettings {
-        max_attempts,
-        initial_backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(20),
-        ..Default::default()
-    };
-    let client = client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings);
-    Fixture { server, client, _dir: dir }
-}
-
-async fn fixture() -> Fixture {
+async fn fixture() -> S3Fixture {
     fixture_with(3).await
 }
 
-fn mover(f: &Fixture, config: MoverConfig) -> mover::Handler {
+fn mover(f: &S3Fixture, config: MoverConfig) -> mover::Handler {
     mover::Handler::new(Mover::new(f.client.clone(), config))
 }
 
@@ -68,23 +51,23 @@ fn s3_event(records: Vec<Value>) -> Value {
 }
 
 /// Puts an object and returns the event S3 would send for it.
-fn put(f: &Fixture, key: &str, body: &[u8]) -> Value {
+fn put(f: &S3Fixture, key: &str, body: &[u8]) -> Value {
     let etag = f.server.put_object("src", key, body).expect("seed");
     s3_event(vec![record("src", &encode_event_key(key), Some(&etag))])
 }
 
-fn data(f: &Fixture, bucket: &str, key: &str) -> Option<Vec<u8>> {
+fn data(f: &S3Fixture, bucket: &str, key: &str) -> Option<Vec<u8>> {
     f.server.object(bucket, key).map(|o| o.data.to_vec())
 }
 
 /// The source is exactly where it was and nothing reached the destination.
-fn untouched(f: &Fixture, key: &str, body: &[u8]) {
+fn untouched(f: &S3Fixture, key: &str, body: &[u8]) {
     assert_eq!(data(f, "src", key).as_deref(), Some(body), "{key} must stay at the source, unchanged");
     assert!(f.server.keys("dst").is_empty(), "nothing may reach the destination: {:?}", f.server.keys("dst"));
 }
 
 /// Moved: gone from the source, byte-identical at the destination.
-fn moved(f: &Fixture, key: &str, dest_key: &str, body: &[u8]) {
+fn moved(f: &S3Fixture, key: &str, dest_key: &str, body: &[u8]) {
     assert!(data(f, "src", key).is_none(), "{key} still at the source");
     assert_eq!(data(f, "dst", dest_key).as_deref(), Some(body), "{dest_key} bytes");
 }
@@ -448,7 +431,7 @@ fn with(mut input: Value, field: &str, value: Value) -> Value {
     input
 }
 
-async fn generator_error(f: &Fixture, input: &Value) -> (String, String) {
+async fn generator_error(f: &S3Fixture, input: &Value) -> (String, String) {
     let err = batch_generator::handle(&f.client, input, 1000, "req-1").await.expect_err("must fail");
     (err.0.error_type().to_owned(), err.to_string())
 }
@@ -460,7 +443,7 @@ struct MergeRun {
 }
 
 /// Runs the three handlers in order, as the state machine does.
-async fn merge(f: &Fixture, input: Value) -> MergeRun {
+async fn merge(f: &S3Fixture, input: Value) -> MergeRun {
     let generated = batch_generator::handle(&f.client, &input, 1000, "req-1").await.expect("generated");
     let items: Vec<BatchItem> =
         serde_json::from_slice(&data(f, "dst", &generated.batches_key).expect("batches.json")).expect("items");
@@ -490,7 +473,7 @@ async fn merge(f: &Fixture, input: Value) -> MergeRun {
     MergeRun { report, outputs, merged }
 }
 
-fn seed(f: &Fixture, files: &[(&str, &[u8])]) {
+fn seed(f: &S3Fixture, files: &[(&str, &[u8])]) {
     for (name, body) in files {
         f.server.put_object("src", &format!("csvs/{name}"), body).expect("seed");
     }

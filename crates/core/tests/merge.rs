@@ -3,41 +3,17 @@
 //! single output, source deletion, and the errors a user can cause.
 
 use futures::{StreamExt, stream};
-use local_s3::{FaultKind, LocalS3};
+use local_s3::FaultKind;
 use s3mm_core::client::ClientSettings;
-use s3mm_core::client_for_endpoint;
+use s3mm_test_support::{S3Fixture, fast_retries};
 use s3mm_core::merge::{
     AggregateSummary, AggregateTask, BatchItem, GenerateOutput, MergeRequest, MergeTask, Report, aggregate,
     generate_batches, merge_batch,
 };
 use serde_json::json;
-use std::time::Duration;
 
-struct Fixture {
-    server: LocalS3,
-    client: aws_sdk_s3::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn fixture_with(settings: ClientSettings) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = LocalS3::start(dir.path()).await.expect("local-s3");
-    server.create_bucket("b-in").expect("bucket");
-    server.create_bucket("b-out").expect("bucket");
-    let client = client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings);
-    Fixture { server, client, _dir: dir }
-}
-
-fn fast() -> ClientSettings {
-    ClientSettings {
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        ..Default::default()
-    }
-}
-
-async fn fixture() -> Fixture {
-    fixture_with(fast()).await
+async fn fixture() -> S3Fixture {
+    S3Fixture::start(&["b-in", "b-out"]).await
 }
 
 fn input(batch_size: usize, run_id: &str) -> serde_json::Value {
@@ -51,12 +27,12 @@ struct Run {
     report: Report,
 }
 
-async fn items(f: &Fixture, generated: &GenerateOutput) -> Vec<BatchItem> {
+async fn items(f: &S3Fixture, generated: &GenerateOutput) -> Vec<BatchItem> {
     let body = f.server.object("b-out", &generated.batches_key).expect("batches.json").data;
     serde_json::from_slice(&body).expect("items")
 }
 
-async fn run(f: &Fixture, input: serde_json::Value) -> Run {
+async fn run(f: &S3Fixture, input: serde_json::Value) -> Run {
     let request = MergeRequest::from_input(&input, 1000, "fallback").expect("valid input");
     let generated = generate_batches(&f.client, &request).await.expect("generated");
     let tasks: Vec<MergeTask> = items(f, &generated)
@@ -89,12 +65,12 @@ async fn run(f: &Fixture, input: serde_json::Value) -> Run {
     Run { generated, summary, report }
 }
 
-fn output(f: &Fixture, run: &Run, batch: u64) -> String {
+fn output(f: &S3Fixture, run: &Run, batch: u64) -> String {
     let key = format!("{}merged-{batch:05}.csv", run.generated.run_prefix);
     String::from_utf8_lossy(&f.server.object("b-out", &key).expect("output").data).into_owned()
 }
 
-async fn merge_files(files: &[(&str, &[u8])]) -> (Fixture, Run, String) {
+async fn merge_files(files: &[(&str, &[u8])]) -> (S3Fixture, Run, String) {
     let f = fixture().await;
     for (name, body) in files {
         f.server.put_object("b-in", &format!("csvs/{name}"), body).expect("put");
@@ -353,7 +329,7 @@ async fn an_empty_prefix_names_bucket_and_prefix() {
 
 #[tokio::test]
 async fn a_transient_failure_surfaces_as_retryable_and_a_retry_heals() {
-    let f = fixture_with(ClientSettings { max_attempts: 1, ..fast() }).await;
+    let f = S3Fixture::start_with(&["b-in", "b-out"], &ClientSettings { max_attempts: 1, ..fast_retries() }).await;
     for i in 0..20 {
         f.server.put_object("b-in", &format!("csvs/{i:02}.csv"), format!("h\n{i}\n").as_bytes()).expect("put");
     }

@@ -5,7 +5,8 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use futures::StreamExt;
-use local_s3::{FaultKind, LocalS3};
+use local_s3::FaultKind;
+use s3mm_test_support::{S3Fixture, fast_retries};
 use s3mm_core::client::ClientSettings;
 use s3mm_core::{
     KeptReason, ListOptions, MoveOutcome, MoveRequest, Mover, MoverConfig, SkipReason, client_for_endpoint,
@@ -14,32 +15,8 @@ use s3mm_core::{
 use std::collections::HashMap;
 use std::time::Duration;
 
-struct Fixture {
-    server: LocalS3,
-    client: aws_sdk_s3::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn fixture_with(settings: ClientSettings) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = LocalS3::start(dir.path()).await.expect("local-s3 starts");
-    for bucket in ["src", "dst"] {
-        server.create_bucket(bucket).expect("bucket");
-    }
-    let client = client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings);
-    Fixture { server, client, _dir: dir }
-}
-
-async fn fixture() -> Fixture {
-    fixture_with(fast_retries()).await
-}
-
-fn fast_retries() -> ClientSettings {
-    ClientSettings {
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        ..Default::default()
-    }
+async fn fixture() -> S3Fixture {
+    S3Fixture::start(&["src", "dst"]).await
 }
 
 fn no_retries() -> ClientSettings {
@@ -59,7 +36,7 @@ fn config(source_prefix: &str, dest_prefix: &str) -> MoverConfig {
     }
 }
 
-fn request(f: &Fixture, key: &str) -> MoveRequest {
+fn request(f: &S3Fixture, key: &str) -> MoveRequest {
     let stored = f.server.object("src", key).expect("source exists");
     MoveRequest {
         bucket: "src".into(),
@@ -324,7 +301,7 @@ async fn twenty_percent_slowdowns_still_complete() {
 
 #[tokio::test]
 async fn a_copy_answered_200_with_an_error_never_leads_to_a_delete() {
-    let f = fixture_with(no_retries()).await;
+    let f = S3Fixture::start_with(&["src", "dst"], &no_retries()).await;
     f.server.put_object("src", "in/a.csv", b"a").expect("put");
     f.server.faults().fail_nth("CopyObject", 1, FaultKind::CopyError200);
     let mover = Mover::new(f.client.clone(), config("in/", "out/"));

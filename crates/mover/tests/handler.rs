@@ -1,18 +1,15 @@
 //! The mover's handler in-process against local-s3 over HTTP: events in the
 //! shapes S3, SQS and EventBridge deliver, bytes checked in the buckets.
 
-use local_s3::LocalS3;
 use mover::{Handler, HandlerError};
-use s3mm_core::client::ClientSettings;
 use s3mm_core::keys::encode_event_key;
-use s3mm_core::{Mover, MoverConfig, client_for_endpoint};
+use s3mm_core::{Mover, MoverConfig};
+use s3mm_test_support::S3Fixture;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 struct Fixture {
-    server: LocalS3,
+    s3: S3Fixture,
     handler: Handler,
-    _dir: tempfile::TempDir,
 }
 
 fn config() -> MoverConfig {
@@ -29,22 +26,13 @@ fn config() -> MoverConfig {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = LocalS3::start(dir.path()).await.expect("local-s3");
-    server.create_bucket("src").expect("bucket");
-    server.create_bucket("dst").expect("bucket");
-    let settings = ClientSettings {
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        ..Default::default()
-    };
-    let client = client_for_endpoint(&server.endpoint(), server.access_key(), server.secret_key(), &settings);
-    let handler = Handler::new(Mover::new(client, config()));
-    Fixture { server, handler, _dir: dir }
+    let s3 = S3Fixture::start(&["src", "dst"]).await;
+    let handler = Handler::new(Mover::new(s3.client.clone(), config()));
+    Fixture { s3, handler }
 }
 
 fn put(f: &Fixture, key: &str, body: &[u8]) -> Value {
-    let etag = f.server.put_object("src", key, body).expect("put");
+    let etag = f.s3.server.put_object("src", key, body).expect("put");
     record("src", key, &etag, body.len())
 }
 
@@ -88,9 +76,9 @@ async fn s3_event_moves_every_odd_key() {
     let response = f.handler.handle(&s3_event(records), "req-1").await.expect("all moved");
     assert_eq!(response.tally.moved, ODD_KEYS.len());
     for key in ODD_KEYS {
-        let landed = f.server.object("dst", &format!("archive/{key}")).unwrap_or_else(|| panic!("{key} landed"));
+        let landed = f.s3.server.object("dst", &format!("archive/{key}")).unwrap_or_else(|| panic!("{key} landed"));
         assert_eq!(landed.data.as_ref(), format!("row of {key}\n").as_bytes());
-        assert!(f.server.object("src", &format!("incoming/{key}")).is_none());
+        assert!(f.s3.server.object("src", &format!("incoming/{key}")).is_none());
     }
 }
 
@@ -110,18 +98,18 @@ async fn sqs_batch_reports_only_the_poisoned_message() {
         .map(|f| f["itemIdentifier"].as_str().expect("id"))
         .collect();
     assert_eq!(failures, vec!["m-poison", "m-ghost"]);
-    assert_eq!(f.server.object("dst", "archive/a.csv").expect("a").data.as_ref(), b"a");
-    assert_eq!(f.server.object("dst", "archive/b c.csv").expect("b").data.as_ref(), b"b");
+    assert_eq!(f.s3.server.object("dst", "archive/a.csv").expect("a").data.as_ref(), b"a");
+    assert_eq!(f.s3.server.object("dst", "archive/b c.csv").expect("b").data.as_ref(), b"b");
 }
 
 #[tokio::test]
 async fn eventbridge_event_moves_its_object() {
     let f = fixture().await;
-    let etag = f.server.put_object("src", "incoming/x+y z.csv", b"eb").expect("put");
+    let etag = f.s3.server.put_object("src", "incoming/x+y z.csv", b"eb").expect("put");
     let event = json!({"version": "0", "source": "aws.s3", "detail-type": "Object Created",
         "detail": {"bucket": {"name": "src"}, "object": {"key": "incoming/x+y z.csv", "size": 2, "etag": etag.trim_matches('"')}}});
     f.handler.handle(&event, "req-3").await.expect("moved");
-    assert_eq!(f.server.object("dst", "archive/x+y z.csv").expect("landed").data.as_ref(), b"eb");
+    assert_eq!(f.s3.server.object("dst", "archive/x+y z.csv").expect("landed").data.as_ref(), b"eb");
 }
 
 #[tokio::test]
@@ -139,16 +127,16 @@ async fn duplicates_late_events_and_overwrites() {
     let succeeded = one.tally.moved + one.tally.already_moved + two.tally.moved + two.tally.already_moved;
     assert_eq!(succeeded, 2, "both deliveries succeed");
     assert_eq!(one.tally.failed + two.tally.failed, 0);
-    assert_eq!(f.server.object("dst", "archive/e.csv").expect("e").data.as_ref(), b"e");
-    assert!(f.server.object("src", "incoming/e.csv").is_none());
+    assert_eq!(f.s3.server.object("dst", "archive/e.csv").expect("e").data.as_ref(), b"e");
+    assert!(f.s3.server.object("src", "incoming/e.csv").is_none());
 
     // Overwritten since the event: the newer object stays where it is.
     let stale = s3_event(vec![put(&f, "incoming/f.csv", b"old")]);
-    f.server.put_object("src", "incoming/f.csv", b"newer").expect("overwrite");
+    f.s3.server.put_object("src", "incoming/f.csv", b"newer").expect("overwrite");
     let response = f.handler.handle(&stale, "stale").await.expect("skipped, not failed");
     assert_eq!(response.tally.skipped, 1);
-    assert_eq!(f.server.object("src", "incoming/f.csv").expect("kept").data.as_ref(), b"newer");
-    assert!(f.server.object("dst", "archive/f.csv").is_none());
+    assert_eq!(f.s3.server.object("src", "incoming/f.csv").expect("kept").data.as_ref(), b"newer");
+    assert!(f.s3.server.object("dst", "archive/f.csv").is_none());
 
     // Never existed: reported.
     let ghost = s3_event(vec![record("src", "incoming/never.csv", "abcd", 1)]);
@@ -160,15 +148,15 @@ async fn duplicates_late_events_and_overwrites() {
 #[tokio::test]
 async fn filters_skip_without_touching() {
     let f = fixture().await;
-    f.server.create_bucket("elsewhere").expect("bucket");
-    let etag = f.server.put_object("elsewhere", "incoming/a.csv", b"a").expect("put");
+    f.s3.server.create_bucket("elsewhere").expect("bucket");
+    let etag = f.s3.server.put_object("elsewhere", "incoming/a.csv", b"a").expect("put");
     let outside = put(&f, "other/b.csv", b"b");
     let event = s3_event(vec![record("elsewhere", "incoming/a.csv", &etag, 1), outside]);
     let response = f.handler.handle(&event, "filters").await.expect("skips are not failures");
     assert_eq!(response.tally.skipped, 2);
-    assert!(f.server.object("elsewhere", "incoming/a.csv").is_some());
-    assert!(f.server.object("src", "other/b.csv").is_some());
-    assert!(f.server.keys("dst").is_empty());
+    assert!(f.s3.server.object("elsewhere", "incoming/a.csv").is_some());
+    assert!(f.s3.server.object("src", "other/b.csv").is_some());
+    assert!(f.s3.server.keys("dst").is_empty());
 }
 
 #[tokio::test]

@@ -1,0 +1,30 @@
+//! Where a run's documents and outputs live under `{dest_prefix}{run_id}/`
+//! (the layout in DESIGN.md). Every step derives keys from these alone.
+
+pub fn manifest_key(run_prefix: &str, batch_id: u64) -> String {
+    format!("{run_prefix}_manifests/batch-{batch_id:05}.json")
+}
+
+pub fn batches_key(run_prefix: &str) -> String {
+    format!("{run_prefix}_manifests/batches.json")
+}
+
+pub fn run_info_key(run_prefix: &str) -> String {
+    format!("{run_prefix}_manifests/run.json")
+}
+
+pub fn output_key(run_prefix: &str, batch_id: u64) -> String {
+    format!("{run_prefix}merged-{batch_id:05}.csv")
+}
+
+pub fn result_key(run_prefix: &str, batch_id: u64) -> String {
+    format!("{run_prefix}_results/batch-{batch_id:05}.json")
+}
+
+pub fn report_key(run_prefix: &str) -> String {
+    format!("{run_prefix}report.json")
+}
+
+pub fn merged_key(run_prefix: &str) -> String {
+    format!("{run_prefix}merged.csv")
+}
