@@ -1,10 +1,11 @@
 //! The batch-generator Lambda's handler: the CSV merge's first step. It
 //! validates the execution input (errors name the field), lists the source
-//! prefix once, writes one manifest per batch and `_manifests/batches.json`
+//! prefix once with many calls in flight over disjoint key ranges, writes one manifest per batch and `_manifests/batches.json`
 //! for the Distributed Map's ItemReader, and returns only counts and that
 //! key, so its output stays far below Step Functions' 256 KB payload limit
 //! however many files there are.
 
+use s3mm_core::MergeConfig;
 use s3mm_core::merge::{GenerateOutput, MergeError, MergeRequest, generate_batches};
 use serde_json::Value;
 
@@ -18,18 +19,19 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Runs the step. `default_batch_size` comes from `BATCH_SIZE`;
-/// `request_id` names the run when neither `run_id` nor `execution_name`
-/// is in the input (a direct invocation).
+/// Runs the step. `config` comes from the environment (`BATCH_SIZE` is
+/// the default batch size, `LIST_CONCURRENCY` the listing's calls in
+/// flight); `request_id` names the run when neither `run_id` nor
+/// `execution_name` is in the input (a direct invocation).
 pub async fn handle(
     client: &aws_sdk_s3::Client,
     payload: &Value,
-    default_batch_size: usize,
+    config: &MergeConfig,
     request_id: &str,
 ) -> Result<GenerateOutput, HandlerError> {
-    let request = MergeRequest::from_input(payload, default_batch_size, request_id)?;
+    let request = MergeRequest::from_input(payload, config.batch_size, request_id)?;
     tracing::info!(run_id = %request.run_id, bucket = %request.source_bucket, prefix = %request.source_prefix, batch_size = request.batch_size, "listing");
-    let output = generate_batches(client, &request).await?;
+    let output = generate_batches(client, &request, config.list_concurrency).await?;
     tracing::info!(run_id = %output.run_id, total_files = output.total_files, total_batches = output.total_batches, "batches written");
     Ok(output)
 }

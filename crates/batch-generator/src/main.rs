@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let client = load_client(&ClientSettings::from_env()).await;
     let (client, config) = (&client, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        batch_generator::handle(client, &event.payload, config.batch_size, &event.context.request_id)
+        batch_generator::handle(client, &event.payload, config, &event.context.request_id)
             .await
             .map_err(Diagnostic::from)
     }))

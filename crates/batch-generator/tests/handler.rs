@@ -1,5 +1,6 @@
 //! The batch-generator handler in-process against local-s3.
 
+use s3mm_core::MergeConfig;
 use s3mm_test_support::S3Fixture;
 use serde_json::json;
 
@@ -16,7 +17,7 @@ async fn output_holds_counts_and_one_key_never_key_lists() {
     }
     let input = json!({"source_bucket": "b-in", "source_prefix": "csvs/", "dest_bucket": "b-out",
                        "dest_prefix": "merged-csvs/", "execution_name": "exec-42"});
-    let output = batch_generator::handle(client, &input, 1000, "req").await.expect("generated");
+    let output = batch_generator::handle(client, &input, &MergeConfig::default(), "req").await.expect("generated");
     assert_eq!(output.run_id, "exec-42");
     assert_eq!((output.total_files, output.total_batches), (2_345, 3));
     assert_eq!(output.batches_key, "merged-csvs/exec-42/_manifests/batches.json");
@@ -44,14 +45,14 @@ async fn errors_carry_the_error_type_step_functions_sees() {
     let client = &f.client;
     let bad = json!({"source_bucket": "b-in", "source_prefix": "csvs/", "dest_bucket": "b-out", "dest_prefix": "",
                      "batch_size": -1});
-    let err = batch_generator::handle(client, &bad, 1000, "req").await.expect_err("invalid");
+    let err = batch_generator::handle(client, &bad, &MergeConfig::default(), "req").await.expect_err("invalid");
     let diagnostic = lambda_runtime::Diagnostic::from(err);
     assert_eq!(diagnostic.error_type, "InvalidInput");
     assert!(diagnostic.error_message.contains("batch_size"), "{}", diagnostic.error_message);
 
     let empty =
         json!({"source_bucket": "b-in", "source_prefix": "nothing/", "dest_bucket": "b-out", "dest_prefix": ""});
-    let err = batch_generator::handle(client, &empty, 1000, "req").await.expect_err("empty");
+    let err = batch_generator::handle(client, &empty, &MergeConfig::default(), "req").await.expect_err("empty");
     let diagnostic = lambda_runtime::Diagnostic::from(err);
     assert_eq!(diagnostic.error_type, "EmptyPrefix");
     assert!(diagnostic.error_message.contains("s3://b-in/nothing/"), "{}", diagnostic.error_message);

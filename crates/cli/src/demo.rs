@@ -178,6 +178,7 @@ pub async fn run(options: &DemoOptions, progress: &MultiProgress) -> anyhow::Res
         batch_size: options.batch_size,
         map_concurrency: 50,
         fetch_concurrency: 64,
+        list_concurrency: s3mm_core::config::DEFAULT_LIST_CONCURRENCY,
         single_output: false,
         delete_sources: false,
         run_id: "demo".into(),

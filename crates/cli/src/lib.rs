@@ -69,6 +69,9 @@ pub enum Command {
         /// Fetches in flight per batch.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
         fetch_concurrency: u64,
+        /// ListObjectsV2 calls in flight while listing the source (1 lists serially).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        list_concurrency: u64,
         /// Also write one merged.csv of every output.
         #[arg(long)]
         single_output: bool,
@@ -188,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             batch_size,
             concurrency,
             fetch_concurrency,
+            list_concurrency,
             single_output,
             delete_sources,
             run_id,
@@ -200,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 batch_size: usize::try_from(batch_size)?,
                 map_concurrency: usize::try_from(concurrency)?,
                 fetch_concurrency: usize::try_from(fetch_concurrency)?,
+                list_concurrency: usize::try_from(list_concurrency)?,
                 single_output,
                 delete_sources,
                 run_id,

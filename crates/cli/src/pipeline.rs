@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt, stream};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use s3mm_core::merge::{AggregateSummary, BatchItem, BatchSummary, GenerateOutput};
-use s3mm_core::{ListOptions, MoveOutcome, MoveRequest, Mover, MoverConfig, list_objects};
+use s3mm_core::{ListOptions, MergeConfig, MoveOutcome, MoveRequest, Mover, MoverConfig, list_objects};
 use serde::Serialize;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ pub struct MergeOptions {
     pub batch_size: usize,
     pub map_concurrency: usize,
     pub fetch_concurrency: usize,
+    pub list_concurrency: usize,
     pub single_output: bool,
     pub delete_sources: bool,
     pub run_id: String,
@@ -73,7 +74,12 @@ pub async fn merge(
     });
     let listing = spinner(progress, "list");
     listing.set_message(format!("listing {source}"));
-    let generated = batch_generator::handle(client, &input, options.batch_size, &options.run_id).await;
+    let config = MergeConfig {
+        batch_size: options.batch_size,
+        fetch_concurrency: options.fetch_concurrency,
+        list_concurrency: options.list_concurrency,
+    };
+    let generated = batch_generator::handle(client, &input, &config, &options.run_id).await;
     listing.finish_and_clear();
     let generated = generated?;
     let body = s3mm_core::fetch::get_object(client, &generated.dest_bucket, &generated.batches_key).await?;

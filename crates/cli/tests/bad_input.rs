@@ -16,11 +16,11 @@ mod common;
 
 use local_s3::FaultKind;
 use s3mm_core::client::ClientSettings;
-use s3mm_test_support::{S3Fixture, fast_retries};
 use s3mm_core::config::{ConfigError, Env, LogFormat, MergeConfig};
 use s3mm_core::keys::encode_event_key;
 use s3mm_core::merge::{BatchItem, MergeTask};
 use s3mm_core::{Mover, MoverConfig};
+use s3mm_test_support::{S3Fixture, fast_retries};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -432,7 +432,7 @@ fn with(mut input: Value, field: &str, value: Value) -> Value {
 }
 
 async fn generator_error(f: &S3Fixture, input: &Value) -> (String, String) {
-    let err = batch_generator::handle(&f.client, input, 1000, "req-1").await.expect_err("must fail");
+    let err = batch_generator::handle(&f.client, input, &MergeConfig::default(), "req-1").await.expect_err("must fail");
     (err.0.error_type().to_owned(), err.to_string())
 }
 
@@ -444,7 +444,8 @@ struct MergeRun {
 
 /// Runs the three handlers in order, as the state machine does.
 async fn merge(f: &S3Fixture, input: Value) -> MergeRun {
-    let generated = batch_generator::handle(&f.client, &input, 1000, "req-1").await.expect("generated");
+    let generated =
+        batch_generator::handle(&f.client, &input, &MergeConfig::default(), "req-1").await.expect("generated");
     let items: Vec<BatchItem> =
         serde_json::from_slice(&data(f, "dst", &generated.batches_key).expect("batches.json")).expect("items");
     for batch in items {

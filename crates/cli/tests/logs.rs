@@ -98,7 +98,8 @@ async fn handlers_log_keys_but_never_secrets_or_contents() {
     server.put_object("src", "csvs/5.csv", format!("id,{HEADER}\n5,{ROW}\n").as_bytes()).expect("seed");
     let input = json!({"source_bucket": "src", "source_prefix": "csvs/", "dest_bucket": "dst", "dest_prefix": "m/",
                        "run_id": "r1", "single_output": true, "batch_size": 3});
-    let generated = batch_generator::handle(&client, &input, 1000, "req-3").await.expect("generated");
+    let generated =
+        batch_generator::handle(&client, &input, &s3mm_core::MergeConfig::default(), "req-3").await.expect("generated");
     let items: Vec<BatchItem> =
         serde_json::from_slice(&server.object("dst", &generated.batches_key).expect("batches").data).expect("items");
     for batch in items {

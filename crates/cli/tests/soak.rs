@@ -236,6 +236,7 @@ async fn merge_soak_every_row_once_and_every_key_accounted_for() {
         batch_size: 250,
         map_concurrency: 50,
         fetch_concurrency: 64,
+        list_concurrency: 8,
         single_output: true,
         delete_sources: false,
         run_id: "soak".into(),

@@ -8,6 +8,10 @@ use std::str::FromStr;
 pub const DEFAULT_MULTIPART_COPY_THRESHOLD: u64 = 5 * 1024 * 1024 * 1024;
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 64;
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// ListObjectsV2 calls the batch-generator keeps in flight: at S3's tens of
+/// milliseconds a call, 32 list ~1M keys a second, far below the 5,500
+/// requests a second one prefix partition serves.
+pub const DEFAULT_LIST_CONCURRENCY: usize = 32;
 /// Above this, a batch would make a CSV merger hold too much and run too long
 /// in one Lambda invocation.
 pub const MAX_BATCH_SIZE: usize = 100_000;
@@ -165,6 +169,17 @@ impl MoverConfig {
 pub struct MergeConfig {
     pub batch_size: usize,
     pub fetch_concurrency: usize,
+    pub list_concurrency: usize,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_BATCH_SIZE,
+            fetch_concurrency: DEFAULT_FETCH_CONCURRENCY,
+            list_concurrency: DEFAULT_LIST_CONCURRENCY,
+        }
+    }
 }
 
 impl MergeConfig {
@@ -176,6 +191,7 @@ impl MergeConfig {
         Ok(Self {
             batch_size: env.number_or("BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE)?,
             fetch_concurrency: env.number_or("FETCH_CONCURRENCY", DEFAULT_FETCH_CONCURRENCY, 1, 1024)?,
+            list_concurrency: env.number_or("LIST_CONCURRENCY", DEFAULT_LIST_CONCURRENCY, 1, 1024)?,
         })
     }
 }
@@ -256,6 +272,10 @@ mod tests {
         assert!(MergeConfig::from(&env(&[("BATCH_SIZE", "0")])).is_err());
         assert!(MergeConfig::from(&env(&[("BATCH_SIZE", "1000000000")])).is_err());
         assert_eq!(MergeConfig::from(&env(&[("BATCH_SIZE", "250")])).expect("valid").batch_size, 250);
+        assert_eq!(MergeConfig::from(&env(&[])).expect("defaults"), MergeConfig::default());
+        assert_eq!(MergeConfig::from(&env(&[("LIST_CONCURRENCY", "1")])).expect("serial").list_concurrency, 1);
+        let err = MergeConfig::from(&env(&[("LIST_CONCURRENCY", "0")])).expect_err("zero");
+        assert!(err.to_string().contains("LIST_CONCURRENCY"), "{err}");
     }
 
     #[test]

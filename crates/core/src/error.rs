@@ -175,6 +175,11 @@ pub enum ListError {
     BadKey { bucket: String, prefix: String, message: String },
     #[error("listing s3://{bucket}/{prefix} failed: {failure}")]
     Failed { bucket: String, prefix: String, failure: S3Failure },
+    #[error(
+        "listing s3://{bucket}/{prefix} after {after:?}: S3 said more keys follow but returned none, so the listing \
+         cannot go on without skipping keys"
+    )]
+    EmptyTruncatedPage { bucket: String, prefix: String, after: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -31,5 +31,5 @@ pub use delete::{DeleteFailure, DeleteReport, delete_many};
 pub use error::{CopyError, DeleteError, GetError, HeadError, ListError, MoveError, PutError, S3Failure};
 pub use fetch::{Fetched, fetch_many};
 pub use keys::{KeyError, KeyMapping, decode_event_key, encode_copy_source};
-pub use list::{ListOptions, ObjectSummary, list_objects};
+pub use list::{ListOptions, ObjectSummary, list_objects, list_objects_parallel};
 pub use transfer::{KeptReason, MoveOutcome, MoveRequest, Mover, SkipReason};

@@ -5,11 +5,11 @@
 use futures::{StreamExt, stream};
 use local_s3::FaultKind;
 use s3mm_core::client::ClientSettings;
-use s3mm_test_support::{S3Fixture, fast_retries};
 use s3mm_core::merge::{
     AggregateSummary, AggregateTask, BatchItem, GenerateOutput, MergeRequest, MergeTask, Report, aggregate,
     generate_batches, merge_batch,
 };
+use s3mm_test_support::{S3Fixture, fast_retries};
 use serde_json::json;
 
 async fn fixture() -> S3Fixture {
@@ -34,7 +34,7 @@ async fn items(f: &S3Fixture, generated: &GenerateOutput) -> Vec<BatchItem> {
 
 async fn run(f: &S3Fixture, input: serde_json::Value) -> Run {
     let request = MergeRequest::from_input(&input, 1000, "fallback").expect("valid input");
-    let generated = generate_batches(&f.client, &request).await.expect("generated");
+    let generated = generate_batches(&f.client, &request, 8).await.expect("generated");
     let tasks: Vec<MergeTask> = items(f, &generated)
         .await
         .into_iter()
@@ -313,7 +313,7 @@ async fn invalid_input_names_the_field() {
 async fn an_empty_prefix_names_bucket_and_prefix() {
     let f = fixture().await;
     let request = MergeRequest::from_input(&input(10, "e"), 1000, "x").expect("valid");
-    let err = generate_batches(&f.client, &request).await.expect_err("nothing to merge");
+    let err = generate_batches(&f.client, &request, 8).await.expect_err("nothing to merge");
     assert_eq!(err.error_type(), "EmptyPrefix");
     assert!(err.to_string().contains("s3://b-in/csvs/"), "{err}");
     let missing = MergeRequest::from_input(
@@ -323,7 +323,7 @@ async fn an_empty_prefix_names_bucket_and_prefix() {
         "x",
     )
     .expect("valid");
-    let err = generate_batches(&f.client, &missing).await.expect_err("missing bucket");
+    let err = generate_batches(&f.client, &missing, 8).await.expect_err("missing bucket");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
 }
 
@@ -334,7 +334,7 @@ async fn a_transient_failure_surfaces_as_retryable_and_a_retry_heals() {
         f.server.put_object("b-in", &format!("csvs/{i:02}.csv"), format!("h\n{i}\n").as_bytes()).expect("put");
     }
     let request = MergeRequest::from_input(&input(20, "t"), 1000, "x").expect("valid");
-    let generated = generate_batches(&f.client, &request).await.expect("generated");
+    let generated = generate_batches(&f.client, &request, 8).await.expect("generated");
     let task = MergeTask {
         run_id: "t".into(),
         source_bucket: "b-in".into(),

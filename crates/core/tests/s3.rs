@@ -6,12 +6,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use futures::StreamExt;
 use local_s3::FaultKind;
-use s3mm_test_support::{S3Fixture, fast_retries};
 use s3mm_core::client::ClientSettings;
 use s3mm_core::{
     KeptReason, ListOptions, MoveOutcome, MoveRequest, Mover, MoverConfig, SkipReason, client_for_endpoint,
     delete_many, fetch_many, list_objects,
 };
+use s3mm_test_support::{S3Fixture, fast_retries};
 use std::collections::HashMap;
 use std::time::Duration;
 

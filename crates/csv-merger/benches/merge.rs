@@ -59,7 +59,8 @@ async fn s3mm(server: &LocalS3, prefix: &str, run_id: &str) -> Row {
         "dest_prefix": "merged/", "batch_size": 1000, "run_id": run_id});
     let started = Instant::now();
     let request = MergeRequest::from_input(&input, 1000, run_id).expect("input");
-    let generated = generate_batches(&client, &request).await.expect("batches");
+    let generated =
+        generate_batches(&client, &request, s3mm_core::config::DEFAULT_LIST_CONCURRENCY).await.expect("batches");
     let items: Vec<BatchItem> =
         serde_json::from_slice(&server.object("b-out", &generated.batches_key).expect("batches.json").data)
             .expect("items");

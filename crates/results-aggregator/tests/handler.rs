@@ -1,8 +1,8 @@
 //! The results-aggregator handler in-process against local-s3: a failed
 //! batch is named in the report, and no source is deleted while one is.
 
-use s3mm_test_support::S3Fixture;
 use s3mm_core::merge::{MergeRequest, generate_batches};
+use s3mm_test_support::S3Fixture;
 use serde_json::json;
 
 #[tokio::test]
@@ -15,7 +15,7 @@ async fn a_missing_batch_result_is_a_failed_batch_and_blocks_deletion() {
     let input = json!({"source_bucket": "b-in", "source_prefix": "csvs/", "dest_bucket": "b-out", "dest_prefix": "m/",
                        "batch_size": 2, "run_id": "r", "delete_sources": true, "single_output": true});
     let generated =
-        generate_batches(client, &MergeRequest::from_input(&input, 1000, "x").expect("valid")).await.expect("ok");
+        generate_batches(client, &MergeRequest::from_input(&input, 1000, "x").expect("valid"), 8).await.expect("ok");
     // No batch ran: the aggregator must say so and touch nothing.
     let task = json!({"run_id": "r", "source_bucket": "b-in", "dest_bucket": "b-out", "run_prefix": generated.run_prefix,
                       "single_output": true, "delete_sources": true});

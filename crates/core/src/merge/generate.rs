@@ -8,14 +8,15 @@ use super::{MergeError, Requests, count, now_ms};
 use crate::csv_merge::CsvMerger;
 use crate::error::GetError;
 use crate::fetch::get_object;
-use crate::list::{ListOptions, list_objects};
+use crate::list::{ListOptions, list_objects_parallel};
 use aws_sdk_s3::Client;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::task::{JoinError, JoinSet};
 
 /// Manifests written at once by the batch generator.
-const MANIFEST_WRITES_IN_FLIGHT: usize = 16;
+const MANIFEST_WRITES_IN_FLIGHT: usize = 32;
 /// Files tried when looking for the run's header.
 const HEADER_PROBES: usize = 20;
 
@@ -45,8 +46,13 @@ async fn probe_header(
     Ok(None)
 }
 
-/// Step 1: lists the source prefix and writes the manifests.
-pub async fn generate_batches(client: &Client, request: &MergeRequest) -> Result<GenerateOutput, MergeError> {
+/// Step 1: lists the source prefix and writes the manifests, with up to
+/// `list_concurrency` ListObjectsV2 calls in flight (1 lists serially).
+pub async fn generate_batches(
+    client: &Client,
+    request: &MergeRequest,
+    list_concurrency: usize,
+) -> Result<GenerateOutput, MergeError> {
     let started_at_ms = now_ms();
     let run_prefix = request.run_prefix();
     let pages = Arc::new(AtomicU64::new(0));
@@ -57,12 +63,13 @@ pub async fn generate_batches(client: &Client, request: &MergeRequest) -> Result
         ..ListOptions::default()
     };
     let mut requests = Requests::new();
-    let mut chunks = list_objects(client, &request.source_bucket, &request.source_prefix, options)
-        .map_ok(|object| object.key)
-        .try_chunks(request.batch_size);
+    let mut chunks =
+        list_objects_parallel(client, &request.source_bucket, &request.source_prefix, options, list_concurrency)
+            .map_ok(|object| object.key)
+            .try_chunks(request.batch_size);
     let mut header: Option<Option<String>> = None;
     let mut items = Vec::new();
-    let mut pending = Vec::new();
+    let mut writes = JoinSet::new();
     let mut total_files = 0u64;
     while let Some(chunk) = chunks.next().await {
         let keys = chunk.map_err(|err| err.1)?;
@@ -71,28 +78,32 @@ pub async fn generate_batches(client: &Client, request: &MergeRequest) -> Result
         }
         let batch_id = items.len() as u64;
         total_files += keys.len() as u64;
-        items.push(BatchItem {
+        let item = BatchItem {
             batch_id,
             manifest_key: manifest_key(&run_prefix, batch_id),
             output_key: output_key(&run_prefix, batch_id),
             file_count: keys.len(),
-        });
-        pending.push(Manifest {
+        };
+        let manifest = Manifest {
             run_id: request.run_id.clone(),
             batch_id,
             source_bucket: request.source_bucket.clone(),
             header: header.clone().flatten(),
             keys,
-        });
-        // Manifests go out while the listing goes on, a few at a time, so
-        // memory holds at most a few batches of keys.
-        if pending.len() >= MANIFEST_WRITES_IN_FLIGHT {
-            write_manifests(client, &request.dest_bucket, &run_prefix, std::mem::take(&mut pending)).await?;
-            count(&mut requests, "PutObject", MANIFEST_WRITES_IN_FLIGHT as u64);
+        };
+        // Manifests go out while the listing goes on, so memory holds at
+        // most the manifests in flight, whatever the number of files.
+        let (client, bucket, key) = (client.clone(), request.dest_bucket.clone(), item.manifest_key.clone());
+        writes.spawn(async move { put_json(&client, &bucket, &key, &manifest).await });
+        count(&mut requests, "PutObject", 1);
+        items.push(item);
+        while writes.len() >= MANIFEST_WRITES_IN_FLIGHT {
+            joined(writes.join_next().await)?;
         }
     }
-    count(&mut requests, "PutObject", pending.len() as u64);
-    write_manifests(client, &request.dest_bucket, &run_prefix, pending).await?;
+    while !writes.is_empty() {
+        joined(writes.join_next().await)?;
+    }
     if items.is_empty() {
         return Err(MergeError::EmptyPrefix {
             bucket: request.source_bucket.clone(),
@@ -137,18 +148,12 @@ pub async fn generate_batches(client: &Client, request: &MergeRequest) -> Result
     })
 }
 
-async fn write_manifests(
-    client: &Client,
-    bucket: &str,
-    run_prefix: &str,
-    manifests: Vec<Manifest>,
-) -> Result<(), MergeError> {
-    stream::iter(manifests)
-        .map(|manifest| async move {
-            put_json(client, bucket, &manifest_key(run_prefix, manifest.batch_id), &manifest).await
-        })
-        .buffer_unordered(MANIFEST_WRITES_IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
+/// A manifest write's outcome; a write task that panicked is a bug here,
+/// not a failure of S3, so it is passed on as one.
+fn joined(outcome: Option<Result<Result<(), MergeError>, JoinError>>) -> Result<(), MergeError> {
+    match outcome {
+        None => Ok(()),
+        Some(Ok(result)) => result,
+        Some(Err(err)) => std::panic::resume_unwind(err.into_panic()),
+    }
 }

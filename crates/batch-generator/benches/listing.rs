@@ -1,0 +1,177 @@
+//! The batch-generator's listing at scale: serial against parallel, for
+//! flat sequential keys, random UUIDs and date folders, on local-s3 with
+//! S3's tens of milliseconds per request (LATENCY_MS, default 20).
+//!
+//! For each shape, KEYS objects (default 1,000,000) and SMALL_KEYS (default
+//! 100,000) in another bucket are stored; then `generate_batches` runs in a
+//! child process (so its peak RSS is its own, not the server's) over each:
+//! parallel at KEYS and SMALL_KEYS, serial at KEYS. It prints a table and
+//! writes the figures as JSON to bench/results/listing-<date>.json.
+//!
+//! `cargo bench -p batch-generator --bench listing`
+//! (SHAPES=random,dated picks shapes; LIST_CONCURRENCY=N sets the calls in
+//! flight, default 32.)
+
+use local_s3::{LocalS3, Options};
+use s3mm_core::client::{ClientSettings, client_for_endpoint};
+use s3mm_core::merge::{MergeRequest, generate_batches};
+use s3mm_test_support::shapes;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "S3MM_LISTING_BENCH_CHILD";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Peak resident memory of this process, from the kernel's own count.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:").and_then(|v| v.trim().strip_suffix(" kB")))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The child: one `generate_batches` run, as the Lambda runs it (a
+/// multi-threaded runtime, the default client), reporting on stdout.
+fn child(spec: &str) {
+    let spec: Value = serde_json::from_str(spec).expect("child spec");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let out = runtime.block_on(async {
+        let settings = ClientSettings::default();
+        let client = client_for_endpoint(
+            spec["endpoint"].as_str().expect("endpoint"),
+            spec["access_key"].as_str().expect("key"),
+            spec["secret_key"].as_str().expect("secret"),
+            &settings,
+        );
+        let input = json!({"source_bucket": spec["bucket"], "source_prefix": "csvs/", "dest_bucket": "b-out",
+            "dest_prefix": "merged/", "run_id": spec["run_id"]});
+        let request = MergeRequest::from_input(&input, 1000, "bench").expect("input");
+        let concurrency = usize::try_from(spec["list_concurrency"].as_u64().expect("concurrency")).expect("usize");
+        let started = Instant::now();
+        let generated = generate_batches(&client, &request, concurrency).await.expect("batches");
+        json!({"seconds": started.elapsed().as_secs_f64(), "files": generated.total_files,
+               "batches": generated.total_batches})
+    });
+    let mut out = out;
+    out["peak_rss_mib"] = json!(peak_rss_kib() as f64 / 1024.0);
+    println!("{out}");
+}
+
+fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64) -> Value {
+    let spec = json!({"endpoint": server.endpoint(), "access_key": server.access_key(),
+        "secret_key": server.secret_key(), "bucket": bucket, "run_id": run_id, "list_concurrency": list_concurrency});
+    let exe = std::env::current_exe().expect("bench executable");
+    let before = server.counters().get("ListObjectsV2").copied().unwrap_or(0);
+    let output = Command::new(exe).env(CHILD, spec.to_string()).output().expect("child runs");
+    assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stderr));
+    let mut result: Value = serde_json::from_slice(&output.stdout).expect("child's JSON");
+    let calls = server.counters().get("ListObjectsV2").copied().unwrap_or(0) - before;
+    result["list_calls"] = json!(calls);
+    result
+}
+
+fn seed(server: &LocalS3, bucket: &str, keys: &[String]) {
+    server.create_bucket(bucket).expect("bucket");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    std::thread::scope(|scope| {
+        for part in keys.chunks(keys.len().div_ceil(threads).max(1)) {
+            scope.spawn(move || {
+                for (i, key) in part.iter().enumerate() {
+                    server.put_object(bucket, key, format!("id,v\n{i},x\n").as_bytes()).expect("seed");
+                }
+            });
+        }
+    });
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        child(&spec);
+        return;
+    }
+    let keys = env_u64("KEYS", 1_000_000);
+    let small = env_u64("SMALL_KEYS", 100_000);
+    let latency = env_u64("LATENCY_MS", 20);
+    let concurrency = env_u64("LIST_CONCURRENCY", 32);
+    let wanted = std::env::var("SHAPES").unwrap_or_else(|_| shapes::ALL.join(","));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rows = Vec::new();
+    println!(
+        "{:<11} {:>9} {:>10} {:>10} {:>7} {:>11} {:>11} {:>11} {:>9}",
+        "shape", "keys", "serial s", "parallel s", "ratio", "serial calls", "par. calls", "RSS MiB", "RSS small"
+    );
+    for shape in wanted.split(',').filter(|s| !s.is_empty()) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = runtime.block_on(LocalS3::start_with(Options::new(dir.path()))).expect("local-s3");
+        server.create_bucket("b-out").expect("bucket");
+        let seeding = Instant::now();
+        seed(&server, "big", &shapes::keys(shape, keys));
+        seed(&server, "small", &shapes::keys(shape, small));
+        eprintln!("{shape}: stored {} objects in {:.0} s", keys + small, seeding.elapsed().as_secs_f64());
+        server.faults().set_latency(Duration::from_millis(latency), Duration::ZERO);
+        let parallel = run_child(&server, "big", &format!("{shape}-parallel"), concurrency);
+        let parallel_small = run_child(&server, "small", &format!("{shape}-small"), concurrency);
+        let serial = run_child(&server, "big", &format!("{shape}-serial"), 1);
+        for result in [&parallel, &parallel_small, &serial] {
+            assert_eq!(
+                result["files"].as_u64().unwrap_or(0),
+                if std::ptr::eq(result, &parallel_small) { small } else { keys }
+            );
+        }
+        let seconds = |v: &Value| v["seconds"].as_f64().unwrap_or(f64::NAN);
+        let ratio = seconds(&serial) / seconds(&parallel);
+        println!(
+            "{:<11} {:>9} {:>10.2} {:>10.2} {:>6.1}× {:>11} {:>11} {:>11.1} {:>9.1}",
+            shape,
+            keys,
+            seconds(&serial),
+            seconds(&parallel),
+            ratio,
+            serial["list_calls"],
+            parallel["list_calls"],
+            parallel["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            parallel_small["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        );
+        rows.push(json!({"shape": shape, "keys": keys, "small_keys": small, "serial": serial,
+            "parallel": parallel, "parallel_small": parallel_small, "speedup": ratio}));
+        runtime.block_on(server.shutdown());
+    }
+    let date = time::OffsetDateTime::now_utc().date().to_string();
+    let report = json!({"bench": "listing", "date": date, "commit": commit(), "machine": machine(),
+        "latency_ms": latency, "list_concurrency": concurrency, "rows": rows});
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results");
+    std::fs::create_dir_all(&dir).expect("bench/results");
+    let path = dir.join(format!("listing-{date}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write results");
+    println!("results: {}", path.display());
+}

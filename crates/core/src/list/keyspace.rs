@@ -1,0 +1,245 @@
+//! Where to cut a key range so that its parts hold about the same number of
+//! keys, judged from one page of keys already listed.
+//!
+//! S3 says nothing about how keys are spread, so the page just listed is the
+//! sample. Keys are read as numbers: the characters after a base prefix are
+//! digits in the alphabet of characters the sample used there (so decimal
+//! counters and hex UUIDs are not spread over all of Unicode), and the
+//! stretch of that number line the sample's keys took is taken as the
+//! width of one page. Cuts are placed a few such widths apart. When the
+//! cuts would leave the keys that share the sample's common prefix, the
+//! base is shortened a character at a time: further reach, coarser view.
+//!
+//! A cut is only a hint: any key strictly inside the range keeps the parts
+//! disjoint and complete, and every cut is checked against the real bounds
+//! as strings, so a poor guess costs requests, never keys. Cuts are made of
+//! characters the sample's keys hold, so they are valid `StartAfter`
+//! values.
+
+use std::collections::BTreeSet;
+
+/// How far the base may be shortened below the sample's common prefix.
+const MAX_SHORTENING: usize = 12;
+/// Positions are kept below 2^120 so that sums and products of a few stay
+/// inside u128.
+const POSITION_BITS: u32 = 120;
+
+/// A key's place on the number line of one base and alphabet.
+struct Line<'a> {
+    base: &'a str,
+    /// Sorted; digit 0 means "the key ends here", digit d is alphabet[d-1].
+    alphabet: Vec<char>,
+    digits: u32,
+    radix: u128,
+    top: u128,
+}
+
+impl<'a> Line<'a> {
+    fn new<'k>(base: &'a str, sample: impl Iterator<Item = &'k str>) -> Option<Self> {
+        let alphabet: Vec<char> = sample
+            .filter_map(|key| key.strip_prefix(base))
+            .flat_map(str::chars)
+            .collect::<BTreeSet<char>>()
+            .into_iter()
+            .collect();
+        let radix = alphabet.len() as u128 + 1;
+        if radix < 2 {
+            return None;
+        }
+        let digits = (1..).take_while(|d| radix.checked_pow(*d).is_some_and(|p| p < 1 << POSITION_BITS)).last()?;
+        Some(Self { base, alphabet, digits, radix, top: radix.pow(digits) })
+    }
+
+    fn digit(&self, c: char) -> u128 {
+        // The largest alphabet character not above `c`; characters below
+        // them all count as the smallest. Either way order is kept.
+        self.alphabet.partition_point(|&a| a <= c).max(1) as u128
+    }
+
+    fn position(&self, key: &str) -> u128 {
+        match key.strip_prefix(self.base) {
+            Some(rest) => {
+                let mut chars = rest.chars();
+                (0..self.digits).fold(0, |value, _| value * self.radix + chars.next().map_or(0, |c| self.digit(c)))
+            }
+            None if key > self.base => self.top,
+            None => 0,
+        }
+    }
+
+    /// The key at `position`, cut at its first "ends here" digit.
+    fn key_at(&self, position: u128) -> String {
+        let mut key = String::from(self.base);
+        for place in (0..self.digits).rev() {
+            let d = (position / self.radix.pow(place)) % self.radix;
+            let Some(&c) = usize::try_from(d).ok().and_then(|d| d.checked_sub(1)).and_then(|i| self.alphabet.get(i))
+            else {
+                break;
+            };
+            key.push(c);
+        }
+        key
+    }
+}
+
+fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
+    let end = a.char_indices().zip(b.chars()).find(|((_, x), y)| x != y).map_or(a.len().min(b.len()), |((i, _), _)| i);
+    // `end` is a char boundary of `a`: a differing char's start or the
+    // length of the shorter key, all of whose chars `a` shares.
+    &a[..end]
+}
+
+/// Up to `count` cut points strictly between the sample's last key and
+/// `upto` (the range's inclusive end; `None` when it runs to the end of the
+/// listing), increasing, each about `pages_per_range` sample widths after
+/// the one before. `sample` is one page of keys in key order. Empty when
+/// the range is too short to be worth cutting.
+pub(super) fn cut_points(sample: &[&str], upto: Option<&str>, pages_per_range: u128, count: usize) -> Vec<String> {
+    let (Some(&first), Some(&last)) = (sample.first(), sample.last()) else { return Vec::new() };
+    if count == 0 || first >= last {
+        return Vec::new();
+    }
+    let mut base = common_prefix(first, last);
+    let mut best = Vec::new();
+    for _ in 0..=MAX_SHORTENING {
+        if let Some(line) = Line::new(base, sample.iter().copied()) {
+            let cuts = cuts_on(&line, first, last, upto, pages_per_range, count);
+            if cuts.len() > best.len() {
+                best = cuts;
+            }
+        }
+        // Shortening past `upto`'s own prefix cannot place cuts anywhere new.
+        if best.len() >= count || base.is_empty() || upto.is_some_and(|u| u.starts_with(base)) {
+            break;
+        }
+        let cut = base.char_indices().last().map_or(0, |(i, _)| i);
+        base = &base[..cut];
+    }
+    best
+}
+
+fn cuts_on(line: &Line<'_>, first: &str, last: &str, upto: Option<&str>, pages: u128, count: usize) -> Vec<String> {
+    let start = line.position(last);
+    let end = upto.map_or(line.top, |u| line.position(u));
+    let width = start.saturating_sub(line.position(first));
+    let mut step = width.saturating_mul(pages.max(1));
+    if upto.is_some() {
+        // A bounded range is spread over `count + 1` parts when that gives
+        // each more than the sample suggests; an open one is not, since its
+        // end says nothing about where keys stop.
+        step = step.max(end.saturating_sub(start) / (count as u128 + 1));
+    }
+    if step == 0 || end.saturating_sub(start) < step.saturating_mul(2) {
+        return Vec::new();
+    }
+    let mut cuts: Vec<String> = Vec::with_capacity(count);
+    for j in 1..=count as u128 {
+        let at = start.saturating_add(step.saturating_mul(j));
+        if at >= end {
+            break;
+        }
+        let cut = line.key_at(at);
+        let above = cuts.last().map_or(last, String::as_str);
+        if cut.as_str() > above && upto.is_none_or(|u| cut.as_str() < u) {
+            cuts.push(cut);
+        }
+    }
+    cuts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_inside(last: &str, upto: Option<&str>, cuts: &[String]) {
+        let mut below = last.to_owned();
+        for cut in cuts {
+            assert!(*cut > below, "{cut:?} not above {below:?}");
+            assert!(upto.is_none_or(|u| cut.as_str() < u), "{cut:?} not below {upto:?}");
+            below = cut.clone();
+        }
+    }
+
+    fn page(keys: impl Iterator<Item = String>) -> Vec<String> {
+        keys.collect()
+    }
+
+    fn refs(keys: &[String]) -> Vec<&str> {
+        keys.iter().map(String::as_str).collect()
+    }
+
+    /// How many of `all` fall in each part the cuts make after `last`.
+    fn part_sizes(all: &[String], last: &str, cuts: &[String]) -> Vec<usize> {
+        let mut bounds: Vec<&str> = vec![last];
+        bounds.extend(cuts.iter().map(String::as_str));
+        bounds.windows(2).map(|w| all.iter().filter(|k| k.as_str() > w[0] && k.as_str() <= w[1]).count()).collect()
+    }
+
+    /// No part is a long serial listing, and a gap in the alphabet (after
+    /// '9' come no more digits) leaves few parts nearly empty.
+    fn assert_parts_of_a_few_pages(sizes: &[usize]) {
+        assert!(sizes.iter().all(|&n| n <= 8_000), "{sizes:?}");
+        assert!(sizes.iter().filter(|&&n| n >= 1_000).count() >= sizes.len() * 3 / 4, "{sizes:?}");
+    }
+
+    #[test]
+    fn sequential_keys_are_cut_into_parts_of_a_few_pages() {
+        let all = page((0..100_000).map(|i| format!("csvs/f{i:07}.csv")));
+        let sample = refs(&all[..1000]);
+        let cuts = cut_points(&sample, None, 4, 8);
+        assert_eq!(cuts.len(), 8, "{cuts:?}");
+        assert_inside(&all[999], None, &cuts);
+        assert_parts_of_a_few_pages(&part_sizes(&all, &all[999], &cuts));
+    }
+
+    #[test]
+    fn uuid_like_keys_are_cut_in_proportion_to_the_sample() {
+        // Hex keys spread evenly, as UUIDs are.
+        let all = page((0..65_536u64).map(|i| format!("u/{:04x}{:04x}.csv", i, (i * 7919) % 65_536)));
+        let sample = refs(&all[..1000]);
+        let cuts = cut_points(&sample, None, 4, 8);
+        assert_eq!(cuts.len(), 8, "{cuts:?}");
+        assert_parts_of_a_few_pages(&part_sizes(&all, &all[999], &cuts));
+    }
+
+    #[test]
+    fn bounded_ranges_are_spread_evenly_and_stay_inside() {
+        let all = page((0..20_000).map(|i| format!("p/{i:06}.csv")));
+        let upto = all[15_000].as_str();
+        let cuts = cut_points(&refs(&all[..1000]), Some(upto), 4, 7);
+        assert!(!cuts.is_empty());
+        assert_inside(&all[999], Some(upto), &cuts);
+    }
+
+    #[test]
+    fn nothing_to_cut_when_the_range_is_short_or_the_sample_flat() {
+        assert!(cut_points(&["a/x1", "a/x2"], Some("a/x3"), 4, 8).is_empty());
+        assert!(cut_points(&["k", "k"], None, 4, 8).is_empty());
+        assert!(cut_points(&["a", "b"], None, 4, 0).is_empty());
+        assert!(cut_points(&[], None, 4, 8).is_empty());
+    }
+
+    #[test]
+    fn cuts_are_made_of_the_samples_characters() {
+        let all = page((0..5_000).map(|i| format!("日本/é{i:05}")));
+        let cuts = cut_points(&refs(&all[..1000]), None, 4, 5);
+        assert!(!cuts.is_empty());
+        assert_inside(&all[999], None, &cuts);
+        for cut in &cuts {
+            assert!(cut.chars().all(|c| "日本/é0123456789".contains(c)), "{cut:?}");
+        }
+    }
+
+    #[test]
+    fn positions_follow_key_order_and_round_trip() {
+        let keys = ["", "a", "a ", "a0", "a~", "b", "~"];
+        let line = Line::new("", keys.iter().copied()).expect("line");
+        for pair in keys.windows(2) {
+            assert!(line.position(pair[0]) < line.position(pair[1]), "{pair:?}");
+        }
+        let line = Line::new("p/", ["p/abc", "p/b"].into_iter()).expect("line");
+        assert_eq!(line.position("a/zzz"), 0);
+        assert_eq!(line.position("q"), line.top);
+        assert_eq!(line.key_at(line.position("p/abc")), "p/abc");
+    }
+}

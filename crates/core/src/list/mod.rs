@@ -1,0 +1,163 @@
+//! Listing as a stream over every page of ListObjectsV2: a prefix of
+//! millions of keys is never held in memory at once, and a consumer can
+//! start work on the first page while later pages are still being fetched.
+//!
+//! [`list_objects`] walks the pages one after another. [`list_objects_parallel`]
+//! keeps many ListObjectsV2 calls in flight over disjoint key ranges and
+//! still yields every key once, in key order (see `parallel.rs`).
+
+mod keyspace;
+mod parallel;
+
+pub use parallel::list_objects_parallel;
+
+use crate::error::{ListError, S3Failure};
+use crate::keys::decode_event_key;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::EncodingType;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt, stream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: u64,
+    /// As S3 returns it, quotes included.
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only keys ending with this are yielded (S3 cannot filter by suffix, so
+    /// this is applied to each page).
+    pub suffix: Option<String>,
+    /// Listing starts after this key; S3 orders keys by UTF-8 bytes.
+    pub start_after: Option<String>,
+    /// Keys under this prefix are left out: a run's own output living under
+    /// its source prefix must not be read back as input.
+    pub exclude_prefix: Option<String>,
+    /// Page size; S3 caps it at 1,000.
+    pub page_size: Option<i32>,
+    /// Counts the ListObjectsV2 calls made, for reports.
+    pub pages: Option<Arc<AtomicU64>>,
+}
+
+impl ListOptions {
+    fn wanted(&self, key: &str) -> bool {
+        self.suffix.as_deref().is_none_or(|suffix| key.ends_with(suffix))
+            && self.exclude_prefix.as_deref().is_none_or(|excluded| !key.starts_with(excluded))
+    }
+}
+
+/// One ListObjectsV2 response: every key in it, decoded, unfiltered.
+struct Page {
+    objects: Vec<ObjectSummary>,
+    /// Set when S3 has more keys after the last one of this page.
+    next_token: Option<String>,
+}
+
+/// Where a page starts: after a key, or where the previous page said.
+enum From<'a> {
+    After(Option<&'a str>),
+    Token(&'a str),
+}
+
+async fn fetch_page(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    from: From<'_>,
+    options: &ListOptions,
+) -> Result<Page, ListError> {
+    let mut request = client.list_objects_v2().bucket(bucket).prefix(prefix).encoding_type(EncodingType::Url);
+    if let Some(size) = options.page_size {
+        request = request.max_keys(size);
+    }
+    request = match from {
+        From::Token(token) => request.continuation_token(token),
+        From::After(after) => request.set_start_after(after.filter(|a| !a.is_empty()).map(str::to_owned)),
+    };
+    if let Some(pages) = &options.pages {
+        pages.fetch_add(1, Ordering::Relaxed);
+    }
+    let page = request.send().await.map_err(|err| list_failure(bucket, prefix, S3Failure::from_sdk(&err)))?;
+    let next_token = page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)).map(str::to_owned);
+    let encoded = page.encoding_type() == Some(&EncodingType::Url);
+    let mut objects = Vec::with_capacity(page.contents().len());
+    for object in page.contents() {
+        let Some(raw) = object.key() else { continue };
+        let key = decode_listed(bucket, prefix, raw, encoded)?;
+        objects.push(ObjectSummary {
+            size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            etag: object.e_tag().map(str::to_owned),
+            key,
+        });
+    }
+    Ok(Page { objects, next_token })
+}
+
+fn list_failure(bucket: &str, prefix: &str, failure: S3Failure) -> ListError {
+    if failure.is_no_such_bucket() {
+        ListError::NoSuchBucket { bucket: bucket.to_owned(), prefix: prefix.to_owned() }
+    } else {
+        ListError::Failed { bucket: bucket.to_owned(), prefix: prefix.to_owned(), failure }
+    }
+}
+
+/// A key or folder as S3 listed it: URL encoding lets keys holding
+/// characters XML 1.0 cannot carry come through intact, so it is undone
+/// only when S3 says it applied it.
+fn decode_listed(bucket: &str, prefix: &str, raw: &str, encoded: bool) -> Result<String, ListError> {
+    if !encoded {
+        return Ok(raw.to_owned());
+    }
+    decode_event_key(raw).map_err(|err| ListError::BadKey {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        message: err.to_string(),
+    })
+}
+
+/// Every object under `prefix`, page by page, in key order.
+pub fn list_objects(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    options: ListOptions,
+) -> BoxStream<'static, Result<ObjectSummary, ListError>> {
+    struct State {
+        client: Client,
+        bucket: String,
+        prefix: String,
+        options: ListOptions,
+        token: Option<String>,
+        done: bool,
+    }
+    let state = State {
+        client: client.clone(),
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        options,
+        token: None,
+        done: false,
+    };
+    stream::try_unfold(state, |mut st| async move {
+        if st.done {
+            return Ok(None);
+        }
+        let from = match &st.token {
+            Some(token) => From::Token(token),
+            None => From::After(st.options.start_after.as_deref()),
+        };
+        let page = fetch_page(&st.client, &st.bucket, &st.prefix, from, &st.options).await?;
+        st.token = page.next_token;
+        st.done = st.token.is_none();
+        let options = &st.options;
+        let objects: Vec<ObjectSummary> = page.objects.into_iter().filter(|o| options.wanted(&o.key)).collect();
+        Ok(Some((stream::iter(objects.into_iter().map(Ok::<_, ListError>)), st)))
+    })
+    .try_flatten()
+    .boxed()
+}

@@ -1,0 +1,308 @@
+//! A listing with many ListObjectsV2 calls in flight over disjoint key
+//! ranges, yielding every key once and in key order, with memory bounded
+//! whatever the number of keys.
+//!
+//! It starts with one range: everything under the prefix. Each page a range
+//! returns is also a sample of how densely keys sit there; while fewer
+//! ranges are open than calls may be in flight, the rest of the range is
+//! cut at points that sample predicts to be a few pages apart
+//! (`keyspace.rs`), and every part is listed from its own `StartAfter`.
+//! Flat sequential keys, UUIDs and date folders all spread this way within
+//! a few round trips, with no need to know their shape.
+//!
+//! Order and memory: ranges are kept in key order and requests go to the
+//! leftmost ranges first; keys are handed on only from the leftmost range,
+//! so the consumer sees exactly what a serial listing would. Ranges to the
+//! right may run ahead only until [`MAX_BUFFERED_KEYS`] are held; the
+//! leftmost is always listed, so the listing never stalls.
+//!
+//! The listing runs on its own task, so pages keep arriving while the
+//! consumer works (writes manifests); the consumer's pace bounds it through
+//! a small channel.
+
+use super::keyspace::cut_points;
+use super::{From, ListOptions, ObjectSummary, Page, decode_listed, fetch_page, list_failure, list_objects};
+use crate::error::{ListError, S3Failure};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::EncodingType;
+use futures::stream::{BoxStream, FuturesUnordered};
+use futures::{StreamExt, TryStreamExt, stream};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Keys listed but not yet handed on, at most (plus one page per call in
+/// flight): about 150 bytes each.
+const MAX_BUFFERED_KEYS: usize = 64_000;
+/// A new range is cut to hold about this many pages.
+const PAGES_PER_RANGE: u128 = 4;
+/// Folder levels looked at before listing starts.
+const SEED_DEPTH: usize = 4;
+/// Folders to start with, per call in flight.
+const SEED_RANGES_PER_CALL: usize = 4;
+/// A level with more folders than this is not looked into.
+const SEED_EXPANSIONS: usize = 256;
+/// Chunks of keys waiting for the consumer.
+const CHANNEL_CHUNKS: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    InFlight,
+    Done,
+}
+
+/// Keys greater than `after` and at most `upto` (to the end when `None`).
+struct Range {
+    after: String,
+    upto: Option<String>,
+    keys: Vec<ObjectSummary>,
+    state: State,
+}
+
+struct Shared {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    options: ListOptions,
+}
+
+/// Every object under `prefix`, in key order, exactly as [`list_objects`]
+/// yields them, with up to `parallelism` ListObjectsV2 calls in flight.
+/// Must be called inside a Tokio runtime. Dropping the stream stops the
+/// listing.
+pub fn list_objects_parallel(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    options: ListOptions,
+    parallelism: usize,
+) -> BoxStream<'static, Result<ObjectSummary, ListError>> {
+    if parallelism <= 1 {
+        return list_objects(client, bucket, prefix, options);
+    }
+    let shared =
+        Arc::new(Shared { client: client.clone(), bucket: bucket.to_owned(), prefix: prefix.to_owned(), options });
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    tokio::spawn(drive(shared, parallelism, tx));
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) })
+        .flat_map(|chunk: Result<Vec<ObjectSummary>, ListError>| match chunk {
+            Ok(objects) => stream::iter(objects.into_iter().map(Ok)).left_stream(),
+            Err(err) => stream::iter([Err(err)]).right_stream(),
+        })
+        .boxed()
+}
+
+type Chunk = Result<Vec<ObjectSummary>, ListError>;
+
+async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>) {
+    let start_after = shared.options.start_after.clone().unwrap_or_default();
+    let folders = match folder_cuts(&shared, parallelism).await {
+        Ok(folders) => folders,
+        Err(err) => {
+            let _ = tx.send(Err(err)).await;
+            return;
+        }
+    };
+    // Ranges are keyed by where they start; every later cut lies inside
+    // the range it cuts, so the map's key order is the ranges' order.
+    let mut bounds: Vec<String> = vec![String::new()];
+    bounds.extend(folders.into_iter().filter(|folder| *folder > start_after));
+    let mut ends: Vec<Option<String>> = bounds.iter().skip(1).cloned().map(Some).collect();
+    ends.push(None);
+    let mut ranges: BTreeMap<String, Range> = bounds
+        .into_iter()
+        .zip(ends)
+        .map(|(id, upto)| {
+            let after = if id.is_empty() { start_after.clone() } else { id.clone() };
+            (id, Range { after, upto, keys: Vec::new(), state: State::Idle })
+        })
+        .collect();
+    let mut in_flight = FuturesUnordered::new();
+    let mut buffered = 0usize;
+    loop {
+        // Hand on what the leftmost ranges hold.
+        while let Some(mut front) = ranges.first_entry() {
+            let range = front.get_mut();
+            if !range.keys.is_empty() {
+                let keys = std::mem::take(&mut range.keys);
+                buffered -= keys.len();
+                let wanted: Vec<ObjectSummary> = keys.into_iter().filter(|o| shared.options.wanted(&o.key)).collect();
+                if !wanted.is_empty() && tx.send(Ok(wanted)).await.is_err() {
+                    return; // the consumer is gone
+                }
+            }
+            if front.get().state == State::Done {
+                front.remove();
+            } else {
+                break;
+            }
+        }
+        if ranges.is_empty() {
+            return;
+        }
+
+        let mut leftmost = true;
+        for (id, range) in &mut ranges {
+            if in_flight.len() >= parallelism {
+                break;
+            }
+            if range.state == State::Idle && (leftmost || buffered < MAX_BUFFERED_KEYS) {
+                range.state = State::InFlight;
+                let (shared, id, after) = (shared.clone(), id.clone(), range.after.clone());
+                in_flight.push(async move {
+                    let from = From::After(Some(after.as_str()));
+                    (id, fetch_page(&shared.client, &shared.bucket, &shared.prefix, from, &shared.options).await)
+                });
+            }
+            leftmost = false;
+        }
+
+        // The leftmost range is never Done here and is dispatched whenever
+        // Idle, so something is always in flight.
+        let Some((id, page)) = in_flight.next().await else { return };
+        match page.and_then(|page| take_page(&shared, &mut ranges, &id, page, parallelism)) {
+            Ok(held) => buffered += held,
+            Err(err) => {
+                let _ = tx.send(Err(err)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Folders under the prefix, found with `Delimiter=/` a level at a time
+/// until there are enough to keep `parallelism` calls busy, in key order:
+/// date-partitioned keys (`csvs/2026/11/30/…`) are cut at their folders
+/// before the first key is listed. Only the first page of each folder is
+/// read, so a folder of a million flat keys costs one call; keys without
+/// folders give none, and the listing cuts them as it goes instead.
+async fn folder_cuts(shared: &Shared, parallelism: usize) -> Result<Vec<String>, ListError> {
+    let wanted = parallelism.saturating_mul(SEED_RANGES_PER_CALL);
+    let mut folders = vec![shared.prefix.clone()];
+    for _ in 0..SEED_DEPTH {
+        if folders.len() >= wanted || folders.len() > SEED_EXPANSIONS {
+            break;
+        }
+        let expanded: Vec<Vec<String>> = stream::iter(folders.iter().cloned())
+            .map(|folder| async move { subfolders(shared, &folder).await.map(|found| (folder, found)) })
+            .buffered(parallelism)
+            .map_ok(|(folder, found)| if found.is_empty() { vec![folder] } else { found })
+            .try_collect()
+            .await?;
+        let next: Vec<String> = expanded.into_iter().flatten().collect();
+        if next == folders {
+            break;
+        }
+        folders = next;
+    }
+    // The prefix itself bounds nothing.
+    folders.retain(|folder| *folder != shared.prefix);
+    // Many folders smaller than a page would each cost a call of their
+    // own; every few are joined into one range instead.
+    let every = folders.len().div_ceil(wanted.max(1)).max(1);
+    Ok(folders.into_iter().step_by(every).collect())
+}
+
+/// The first page of folders directly under `folder`.
+async fn subfolders(shared: &Shared, folder: &str) -> Result<Vec<String>, ListError> {
+    if let Some(pages) = &shared.options.pages {
+        pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let page = shared
+        .client
+        .list_objects_v2()
+        .bucket(&shared.bucket)
+        .prefix(folder)
+        .delimiter("/")
+        .encoding_type(EncodingType::Url)
+        .send()
+        .await
+        .map_err(|err| list_failure(&shared.bucket, folder, S3Failure::from_sdk(&err)))?;
+    let encoded = page.encoding_type() == Some(&EncodingType::Url);
+    page.common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .map(|raw| decode_listed(&shared.bucket, folder, raw, encoded))
+        .collect()
+}
+
+/// Files a page under its range, cuts the rest of the range when more
+/// calls could be in flight, and returns how many keys it now holds.
+fn take_page(
+    shared: &Shared,
+    ranges: &mut BTreeMap<String, Range>,
+    id: &str,
+    page: Page,
+    parallelism: usize,
+) -> Result<usize, ListError> {
+    let open = ranges.values().filter(|r| r.state != State::Done).count();
+    let Some(range) = ranges.get_mut(id) else { return Ok(0) };
+    let Page { mut objects, next_token } = page;
+    let more = next_token.is_some();
+    let Some(last) = objects.last().map(|o| o.key.clone()) else {
+        if more {
+            return Err(ListError::EmptyTruncatedPage {
+                bucket: shared.bucket.clone(),
+                prefix: shared.prefix.clone(),
+                after: range.after.clone(),
+            });
+        }
+        range.state = State::Done;
+        return Ok(0);
+    };
+    let upto = range.upto.as_deref();
+    let past_end = upto.is_some_and(|upto| last.as_str() > upto);
+    let mut overflow = objects.split_off(objects.partition_point(|o| upto.is_none_or(|upto| o.key.as_str() <= upto)));
+    let mut held = objects.len();
+    range.keys.extend(objects);
+    if past_end || !more {
+        range.state = State::Done;
+    } else {
+        range.after = last.clone();
+        range.state = State::Idle;
+        if open < parallelism {
+            let sample: Vec<&str> = range.keys[range.keys.len() - held..].iter().map(|o| o.key.as_str()).collect();
+            let cuts = cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, parallelism - open);
+            if let Some(first_cut) = cuts.first() {
+                let end = range.upto.replace(first_cut.clone());
+                let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
+                ends.push(end);
+                for (start, upto) in cuts.into_iter().zip(ends) {
+                    ranges.insert(start.clone(), Range { after: start, upto, keys: Vec::new(), state: State::Idle });
+                }
+            }
+        }
+    }
+    // A page that ran past its range's end holds every key from there to
+    // its last: the first keys of the ranges that follow, which need not
+    // ask for them again (folders smaller than a page cost no extra call).
+    for (_, later) in ranges.range_mut::<str, _>((Bound::Excluded(id), Bound::Unbounded)) {
+        if overflow.is_empty() || later.state != State::Idle {
+            break;
+        }
+        overflow.retain(|o| o.key > later.after);
+        let mine = overflow.partition_point(|o| later.upto.as_deref().is_none_or(|upto| o.key.as_str() <= upto));
+        let rest = overflow.split_off(mine);
+        if let Some(o) = overflow.last() {
+            later.after = o.key.clone();
+        }
+        held += overflow.len();
+        later.keys.append(&mut overflow);
+        if !rest.is_empty() {
+            later.state = State::Done;
+        }
+        overflow = rest;
+    }
+    if !more {
+        // Nothing exists after this page's last key: every range to the
+        // right that has not asked yet is empty.
+        for (_, later) in ranges.range_mut::<str, _>((Bound::Excluded(id), Bound::Unbounded)) {
+            if later.state == State::Idle {
+                later.state = State::Done;
+            }
+        }
+    }
+    Ok(held)
+}

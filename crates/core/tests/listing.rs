@@ -1,0 +1,165 @@
+//! The parallel listing against local-s3 over HTTP: for every key shape it
+//! must yield exactly what the serial listing yields, in the same order,
+//! whatever order the responses arrive in, and stop on the first error.
+
+use futures::TryStreamExt;
+use local_s3::FaultKind;
+use s3mm_core::error::ListError;
+use s3mm_core::{ListOptions, ObjectSummary, list_objects, list_objects_parallel};
+use s3mm_test_support::S3Fixture;
+use s3mm_test_support::shapes::{dated, random, sequential};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Keys S3 allows that trip naive code: Unicode, spaces, `+`, `%`,
+/// characters XML 1.0 cannot carry, a key equal to a folder name, keys
+/// beside and below the same name, long keys.
+fn odd() -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "csvs/",
+        "csvs/a",
+        "csvs/a/",
+        "csvs/a/b",
+        "csvs/a b+c%20d.csv",
+        "csvs/café/日本.csv",
+        "csvs/emoji😀.csv",
+        "csvs/tab\there.csv",
+        "csvs/\u{1}ctl.csv",
+        "csvs/~tilde",
+        "csvs/\u{10FFFF}",
+        "csvs//double",
+    ]
+    .iter()
+    .map(|k| (*k).to_owned())
+    .collect();
+    keys.push(format!("csvs/{}", "x".repeat(1000)));
+    keys.extend((0..300).map(|i| format!("csvs/é/{i:03}")));
+    keys
+}
+
+async fn seeded(keys: &[String]) -> S3Fixture {
+    let f = S3Fixture::start(&["bkt"]).await;
+    f.server.put_object("bkt", "before-the-prefix.csv", b"x").expect("put");
+    f.server.put_object("bkt", "csvt/after-the-prefix.csv", b"x").expect("put");
+    for key in keys {
+        f.server.put_object("bkt", key, key.as_bytes()).expect("put");
+    }
+    f
+}
+
+fn options(page_size: i32) -> ListOptions {
+    ListOptions { page_size: Some(page_size), ..ListOptions::default() }
+}
+
+async fn collect(
+    stream: futures::stream::BoxStream<'static, Result<ObjectSummary, ListError>>,
+) -> Result<Vec<String>, ListError> {
+    stream.map_ok(|o| o.key).try_collect().await
+}
+
+/// Lists `keys` serially and in parallel (small pages, jittered latency so
+/// responses come back out of order) and checks both give exactly the keys
+/// in S3's order; returns the calls each made.
+async fn parallel_matches_serial(keys: Vec<String>, page_size: i32, parallelism: usize) -> (u64, u64) {
+    let f = seeded(&keys).await;
+    let mut expected = keys;
+    expected.sort();
+    expected.dedup();
+    let serial_pages = Arc::new(AtomicU64::new(0));
+    let serial_options = ListOptions { pages: Some(serial_pages.clone()), ..options(page_size) };
+    let serial = collect(list_objects(&f.client, "bkt", "csvs/", serial_options)).await.expect("serial");
+    assert_eq!(serial, expected, "the serial listing is the reference");
+
+    f.server.faults().set_latency(Duration::ZERO, Duration::from_millis(3));
+    let parallel_pages = Arc::new(AtomicU64::new(0));
+    let parallel_options = ListOptions { pages: Some(parallel_pages.clone()), ..options(page_size) };
+    let parallel = collect(list_objects_parallel(&f.client, "bkt", "csvs/", parallel_options, parallelism))
+        .await
+        .expect("parallel");
+    assert_eq!(parallel.len(), expected.len(), "every key once");
+    assert!(parallel == expected, "same keys in the same order");
+    (serial_pages.load(Ordering::Relaxed), parallel_pages.load(Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn sequential_keys_in_order_without_many_wasted_calls() {
+    let (serial, parallel) = parallel_matches_serial(sequential(20_000), 100, 8).await;
+    assert_eq!(serial, 200);
+    assert!(parallel <= serial * 3 / 2, "{parallel} calls for {serial} pages");
+}
+
+#[tokio::test]
+async fn random_keys_in_order_without_many_wasted_calls() {
+    let (serial, parallel) = parallel_matches_serial(random(20_000), 100, 8).await;
+    assert!(parallel <= serial * 3 / 2, "{parallel} calls for {serial} pages");
+}
+
+#[tokio::test]
+async fn dated_folders_in_order_without_many_wasted_calls() {
+    let (serial, parallel) = parallel_matches_serial(dated(20_000), 100, 8).await;
+    assert!(parallel <= serial * 3 / 2 + 30, "{parallel} calls for {serial} pages (folders looked into first)");
+}
+
+#[tokio::test]
+async fn odd_keys_in_order() {
+    parallel_matches_serial(odd(), 7, 8).await;
+}
+
+#[tokio::test]
+async fn one_page_and_empty_prefixes() {
+    parallel_matches_serial(sequential(5), 1000, 8).await;
+    parallel_matches_serial(Vec::new(), 1000, 8).await;
+}
+
+#[tokio::test]
+async fn filters_and_start_after_as_the_serial_listing() {
+    let mut keys = sequential(3_000);
+    keys.extend((0..500).map(|i| format!("csvs/out/run/merged-{i:05}.csv")));
+    keys.extend((0..500).map(|i| format!("csvs/f{i:07}.txt")));
+    let f = seeded(&keys).await;
+    let filtered = || ListOptions {
+        suffix: Some(".csv".into()),
+        exclude_prefix: Some("csvs/out/".into()),
+        start_after: Some("csvs/f0000777.csv".into()),
+        page_size: Some(50),
+        ..ListOptions::default()
+    };
+    let serial = collect(list_objects(&f.client, "bkt", "csvs/", filtered())).await.expect("serial");
+    assert_eq!(serial.len(), 3_000 - 778);
+    assert_eq!(serial.first().map(String::as_str), Some("csvs/f0000778.csv"));
+    let parallel = collect(list_objects_parallel(&f.client, "bkt", "csvs/", filtered(), 8)).await.expect("parallel");
+    assert!(parallel == serial, "filtered the same way");
+}
+
+#[tokio::test]
+async fn throttled_calls_are_retried_and_lose_nothing() {
+    let keys = random(5_000);
+    let f = seeded(&keys).await;
+    f.server.faults().set_rate(0.2, &[FaultKind::SlowDown, FaultKind::InternalError]);
+    let listed = collect(list_objects_parallel(&f.client, "bkt", "csvs/", options(100), 8)).await.expect("listed");
+    let mut expected = keys;
+    expected.sort();
+    assert!(listed == expected);
+    assert!(f.server.faults_injected().values().sum::<u64>() > 0, "faults were injected");
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_named() {
+    let f = S3Fixture::start(&["bkt"]).await;
+    let err =
+        collect(list_objects_parallel(&f.client, "nope", "csvs/", options(100), 8)).await.expect_err("no such bucket");
+    assert_eq!(err.to_string(), "bucket nope does not exist (listing prefix \"csvs/\")");
+}
+
+#[tokio::test]
+async fn a_failure_mid_listing_ends_the_stream_with_it() {
+    let f = seeded(&sequential(5_000)).await;
+    let no_retries =
+        f.client_with(&s3mm_core::client::ClientSettings { max_attempts: 1, ..s3mm_test_support::fast_retries() });
+    f.server.faults().fail_nth("ListObjectsV2", 12, FaultKind::InternalError);
+    let err = collect(list_objects_parallel(&no_retries, "bkt", "csvs/", options(100), 8))
+        .await
+        .expect_err("the 12th call fails");
+    assert!(matches!(err, ListError::Failed { ref bucket, .. } if bucket == "bkt"), "{err}");
+}
