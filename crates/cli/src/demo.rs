@@ -179,6 +179,8 @@ pub async fn run(options: &DemoOptions, progress: &MultiProgress) -> anyhow::Res
         map_concurrency: 50,
         fetch_concurrency: 64,
         list_concurrency: s3mm_core::config::DEFAULT_LIST_CONCURRENCY,
+        target_bytes: None,
+        compression: "none".into(),
         single_output: false,
         delete_sources: false,
         run_id: "demo".into(),

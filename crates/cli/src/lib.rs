@@ -72,6 +72,12 @@ pub enum Command {
         /// ListObjectsV2 calls in flight while listing the source (1 lists serially).
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
         list_concurrency: u64,
+        /// Also cut batches so their files' summed sizes stay within this many bytes.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+        target_bytes: Option<u64>,
+        /// Encoding of the outputs: none (merged-NNNNN.csv) or gzip (merged-NNNNN.csv.gz).
+        #[arg(long, default_value = "none", value_parser = ["none", "gzip"])]
+        compression: String,
         /// Also write one merged.csv of every output.
         #[arg(long)]
         single_output: bool,
@@ -192,6 +198,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             concurrency,
             fetch_concurrency,
             list_concurrency,
+            target_bytes,
+            compression,
             single_output,
             delete_sources,
             run_id,
@@ -205,6 +213,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 map_concurrency: usize::try_from(concurrency)?,
                 fetch_concurrency: usize::try_from(fetch_concurrency)?,
                 list_concurrency: usize::try_from(list_concurrency)?,
+                target_bytes,
+                compression,
                 single_output,
                 delete_sources,
                 run_id,

@@ -42,6 +42,10 @@ pub struct MergeOptions {
     pub map_concurrency: usize,
     pub fetch_concurrency: usize,
     pub list_concurrency: usize,
+    /// Batches also cut by summed file sizes.
+    pub target_bytes: Option<u64>,
+    /// "none" or "gzip".
+    pub compression: String,
     pub single_output: bool,
     pub delete_sources: bool,
     pub run_id: String,
@@ -71,6 +75,7 @@ pub async fn merge(
         "dest_bucket": dest.bucket, "dest_prefix": dest.prefix,
         "batch_size": options.batch_size, "run_id": options.run_id,
         "single_output": options.single_output, "delete_sources": options.delete_sources,
+        "target_bytes": options.target_bytes, "compression": options.compression,
     });
     let listing = spinner(progress, "list");
     listing.set_message(format!("listing {source}"));

@@ -237,6 +237,8 @@ async fn merge_soak_every_row_once_and_every_key_accounted_for() {
         map_concurrency: 50,
         fetch_concurrency: 64,
         list_concurrency: 8,
+        target_bytes: None,
+        compression: "none".into(),
         single_output: true,
         delete_sources: false,
         run_id: "soak".into(),

@@ -91,8 +91,8 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
 
 /// Up to `count` cut points strictly between the sample's last key and
 /// `upto` (the range's inclusive end; `None` when it runs to the end of the
-/// listing), increasing, each about `pages_per_range` sample widths after
-/// the one before. `sample` is one page of keys in key order. Empty when
+/// listing), increasing: for an open range each `pages_per_range` sample
+/// widths after the one before, for a bounded one evenly spread. `sample` is one page of keys in key order. Empty when
 /// the range is too short to be worth cutting.
 pub(super) fn cut_points(sample: &[&str], upto: Option<&str>, pages_per_range: u128, count: usize) -> Vec<String> {
     let (Some(&first), Some(&last)) = (sample.first(), sample.last()) else { return Vec::new() };
@@ -122,13 +122,15 @@ fn cuts_on(line: &Line<'_>, first: &str, last: &str, upto: Option<&str>, pages: 
     let start = line.position(last);
     let end = upto.map_or(line.top, |u| line.position(u));
     let width = start.saturating_sub(line.position(first));
-    let mut step = width.saturating_mul(pages.max(1));
-    if upto.is_some() {
-        // A bounded range is spread over `count + 1` parts when that gives
-        // each more than the sample suggests; an open one is not, since its
-        // end says nothing about where keys stop.
-        step = step.max(end.saturating_sub(start) / (count as u128 + 1));
-    }
+    let step = match upto {
+        // An open range's end says nothing about where keys stop: cut
+        // `pages` sample widths apart.
+        None => width.saturating_mul(pages.max(1)),
+        // A bounded one is spread evenly over `count + 1` parts, none
+        // under two sample widths: near the end of a listing, the last
+        // long ranges are cut finer as calls fall idle.
+        Some(_) => width.saturating_mul(2).max(end.saturating_sub(start) / (count as u128 + 1)),
+    };
     if step == 0 || end.saturating_sub(start) < step.saturating_mul(2) {
         return Vec::new();
     }

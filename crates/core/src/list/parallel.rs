@@ -2,41 +2,47 @@
 //! ranges, yielding every key once and in key order, with memory bounded
 //! whatever the number of keys.
 //!
-//! It starts with one range: everything under the prefix. Each page a range
-//! returns is also a sample of how densely keys sit there; while fewer
-//! ranges are open than calls may be in flight, the rest of the range is
+//! Ranges start at the prefix's folders when it has them (`Delimiter=/`,
+//! a few levels down: date partitions), else as one range. Each page a
+//! range returns is also a sample of how densely keys sit there: while the
+//! range is among the first `parallelism` still to list, the rest of it is
 //! cut at points that sample predicts to be a few pages apart
 //! (`keyspace.rs`), and every part is listed from its own `StartAfter`.
 //! Flat sequential keys, UUIDs and date folders all spread this way within
 //! a few round trips, with no need to know their shape.
 //!
-//! Order and memory: ranges are kept in key order and requests go to the
+//! Order and memory: ranges are kept in key order and calls go to the
 //! leftmost ranges first; keys are handed on only from the leftmost range,
 //! so the consumer sees exactly what a serial listing would. Ranges to the
 //! right may run ahead only until [`MAX_BUFFERED_KEYS`] are held; the
 //! leftmost is always listed, so the listing never stalls.
 //!
-//! The listing runs on its own task, so pages keep arriving while the
-//! consumer works (writes manifests); the consumer's pace bounds it through
-//! a small channel.
+//! The listing runs on its own task, each call on a task of its own, so
+//! pages keep arriving (and parse on every core) while the consumer works;
+//! the consumer's pace bounds it through a small channel.
 
 use super::keyspace::cut_points;
 use super::{From, ListOptions, ObjectSummary, Page, decode_listed, fetch_page, list_failure, list_objects};
 use crate::error::{ListError, S3Failure};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::EncodingType;
-use futures::stream::{BoxStream, FuturesUnordered};
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 /// Keys listed but not yet handed on, at most (plus one page per call in
 /// flight): about 150 bytes each.
-const MAX_BUFFERED_KEYS: usize = 64_000;
-/// A new range is cut to hold about this many pages.
-const PAGES_PER_RANGE: u128 = 4;
+const MAX_BUFFERED_KEYS: usize = 96_000;
+/// Parts one page may cut its range into.
+const MAX_CUTS: usize = 31;
+/// Ranges cut from the open end of the listing are to hold about this many
+/// pages: each range's last call returns a partial page, so longer ranges
+/// waste fewer calls, and the cuts still reach hundreds of pages ahead.
+const PAGES_PER_RANGE: u128 = 16;
 /// Folder levels looked at before listing starts.
 const SEED_DEPTH: usize = 4;
 /// Folders to start with, per call in flight.
@@ -119,7 +125,8 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
             (id, Range { after, upto, keys: Vec::new(), state: State::Idle })
         })
         .collect();
-    let mut in_flight = FuturesUnordered::new();
+    // Dropped on every way out, which aborts the calls still in flight.
+    let mut in_flight = JoinSet::new();
     let mut buffered = 0usize;
     loop {
         // Hand on what the leftmost ranges hold.
@@ -151,7 +158,10 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
             if range.state == State::Idle && (leftmost || buffered < MAX_BUFFERED_KEYS) {
                 range.state = State::InFlight;
                 let (shared, id, after) = (shared.clone(), id.clone(), range.after.clone());
-                in_flight.push(async move {
+                // Each call on a task of its own: a page of 1,000 keys takes
+                // milliseconds of CPU to parse, and on more than one vCPU
+                // the pages parse side by side.
+                in_flight.spawn(async move {
                     let from = From::After(Some(after.as_str()));
                     (id, fetch_page(&shared.client, &shared.bucket, &shared.prefix, from, &shared.options).await)
                 });
@@ -161,7 +171,11 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
 
         // The leftmost range is never Done here and is dispatched whenever
         // Idle, so something is always in flight.
-        let Some((id, page)) = in_flight.next().await else { return };
+        let (id, page) = match in_flight.join_next().await {
+            Some(Ok(done)) => done,
+            Some(Err(err)) => std::panic::resume_unwind(err.into_panic()),
+            None => return,
+        };
         match page.and_then(|page| take_page(&shared, &mut ranges, &id, page, parallelism)) {
             Ok(held) => buffered += held,
             Err(err) => {
@@ -237,7 +251,11 @@ fn take_page(
     page: Page,
     parallelism: usize,
 ) -> Result<usize, ListError> {
-    let open = ranges.values().filter(|r| r.state != State::Done).count();
+    // Ranges still to list before this one: calls go to the leftmost ranges
+    // first, so only a range among the first `parallelism` is worth cutting
+    // (further right its parts would wait anyway, holding keys).
+    let ahead =
+        ranges.range::<str, _>((Bound::Unbounded, Bound::Excluded(id))).filter(|(_, r)| r.state != State::Done).count();
     let Some(range) = ranges.get_mut(id) else { return Ok(0) };
     let Page { mut objects, next_token } = page;
     let more = next_token.is_some();
@@ -262,9 +280,10 @@ fn take_page(
     } else {
         range.after = last.clone();
         range.state = State::Idle;
-        if open < parallelism {
+        let wanted = parallelism.saturating_sub(ahead + 1).min(MAX_CUTS);
+        if wanted > 0 {
             let sample: Vec<&str> = range.keys[range.keys.len() - held..].iter().map(|o| o.key.as_str()).collect();
-            let cuts = cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, parallelism - open);
+            let cuts = cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, wanted);
             if let Some(first_cut) = cuts.first() {
                 let end = range.upto.replace(first_cut.clone());
                 let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
@@ -276,28 +295,32 @@ fn take_page(
         }
     }
     // A page that ran past its range's end holds every key from there to
-    // its last: the first keys of the ranges that follow, which need not
-    // ask for them again (folders smaller than a page cost no extra call).
+    // its last: the first keys of the ranges that follow. Those not asking
+    // yet take them and need not ask again (folders smaller than a page
+    // cost no extra call); a range whose call is in flight gets them from
+    // that call, and a finished one has them.
     for (_, later) in ranges.range_mut::<str, _>((Bound::Excluded(id), Bound::Unbounded)) {
-        if overflow.is_empty() || later.state != State::Idle {
+        if overflow.is_empty() {
             break;
         }
-        overflow.retain(|o| o.key > later.after);
         let mine = overflow.partition_point(|o| later.upto.as_deref().is_none_or(|upto| o.key.as_str() <= upto));
         let rest = overflow.split_off(mine);
-        if let Some(o) = overflow.last() {
-            later.after = o.key.clone();
-        }
-        held += overflow.len();
-        later.keys.append(&mut overflow);
-        if !rest.is_empty() {
-            later.state = State::Done;
+        if later.state == State::Idle {
+            overflow.retain(|o| o.key > later.after);
+            if let Some(o) = overflow.last() {
+                later.after = o.key.clone();
+            }
+            held += overflow.len();
+            later.keys.append(&mut overflow);
+            if !rest.is_empty() {
+                later.state = State::Done;
+            }
         }
         overflow = rest;
     }
     if !more {
         // Nothing exists after this page's last key: every range to the
-        // right that has not asked yet is empty.
+        // right that has not asked yet was handed its keys above.
         for (_, later) in ranges.range_mut::<str, _>((Bound::Excluded(id), Bound::Unbounded)) {
             if later.state == State::Idle {
                 later.state = State::Done;

@@ -8,6 +8,7 @@ use super::documents::{
     RunInfo, SkippedFile, get_json, put_json,
 };
 use super::layout::{batches_key, merged_key, report_key, result_key, run_info_key};
+use super::output::{Compression, Encoder};
 use super::{MergeError, Requests, count, now_ms};
 use crate::csv_merge::{CsvMerger, FileOutcome};
 use crate::delete::delete_many;
@@ -63,6 +64,7 @@ pub async fn aggregate(client: &Client, task: &AggregateTask) -> Result<Aggregat
         run_id: task.run_id.clone(),
         source: format!("s3://{}/{}", info.source_bucket, info.source_prefix),
         destination: format!("s3://{bucket}/{run_prefix}"),
+        options: info.options.clone(),
         total_files: info.total_files,
         total_batches: info.total_batches,
         merged_files: 0,
@@ -118,8 +120,9 @@ pub async fn aggregate(client: &Client, task: &AggregateTask) -> Result<Aggregat
     let complete = report.failed_batches.is_empty();
 
     if task.single_output && complete {
-        let key = merged_key(run_prefix);
-        let written = concatenate(client, bucket, &key, info.header.as_deref(), &report.outputs).await?;
+        let compression = info.options.compression;
+        let key = merged_key(run_prefix, compression);
+        let written = concatenate(client, bucket, &key, info.header.as_deref(), compression, &report.outputs).await?;
         count(&mut requests, "GetObject", report.outputs.len() as u64);
         count(&mut requests, "PutObject", written);
         report.merged_key = Some(key);
@@ -174,19 +177,26 @@ async fn concatenate(
     bucket: &str,
     key: &str,
     header: Option<&str>,
+    compression: Compression,
     outputs: &[OutputEntry],
 ) -> Result<u64, MergeError> {
     let mut merger = match header {
         Some(header) => CsvMerger::with_header(header.as_bytes()),
         None => CsvMerger::new(),
     };
-    let writer = ObjectWriter::new(client, bucket, key).content_type("text/csv");
+    let writer = ObjectWriter::new(client, bucket, key).content_type(compression.content_type());
     let keys: Vec<String> = outputs.iter().map(|o| o.key.clone()).collect();
     // Few in flight: each body is a whole batch output.
     let fetched = fetch_many(client, bucket, keys, 4);
-    let written = write_merged(fetched, &mut merger, writer, |merger, file| {
+    let written = write_merged(fetched, &mut merger, Encoder::new(compression), writer, |merger, file| {
         let body = file.result?;
-        match merger.push(&body) {
+        let csv = compression.decode(&body).map_err(|err| MergeError::BadDocument {
+            bucket: bucket.to_owned(),
+            key: file.key.clone(),
+            what: "batch output",
+            reason: format!("not a valid gzip stream: {err}"),
+        })?;
+        match merger.push(&csv) {
             FileOutcome::HeaderMismatch { expected, found } => Err(MergeError::BadDocument {
                 bucket: bucket.to_owned(),
                 key: file.key,

@@ -3,6 +3,7 @@
 
 use super::documents::{BatchResult, BatchSummary, Manifest, MergeTask, SkippedFile, get_json, put_json};
 use super::layout::result_key;
+use super::output::Encoder;
 use super::{MergeError, Requests, count, now_ms};
 use crate::csv_merge::{CsvMerger, FileOutcome};
 use crate::error::GetError;
@@ -11,6 +12,8 @@ use crate::upload::{ObjectWriter, Written};
 use aws_sdk_s3::Client;
 use futures::{Stream, StreamExt};
 use std::time::Instant;
+
+const ENCODE_PIECE: usize = 256 * 1024;
 
 /// Step 2: merges one batch into one CSV and records what it did.
 pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) -> Result<BatchSummary, MergeError> {
@@ -23,13 +26,15 @@ pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) 
         Some(header) => CsvMerger::with_header(header.as_bytes()),
         None => CsvMerger::new(),
     };
-    let writer = ObjectWriter::new(client, &task.dest_bucket, &task.batch.output_key).content_type("text/csv");
+    let compression = manifest.options.compression;
+    let writer =
+        ObjectWriter::new(client, &task.dest_bucket, &task.batch.output_key).content_type(compression.content_type());
     let files = manifest.keys.len();
     let (mut merged_files, mut empty_files, mut header_only_files, mut odd_rows) = (0, 0, 0, 0);
     let mut skipped_files = Vec::new();
     count(&mut requests, "GetObject", files as u64);
     let fetched = fetch_many(client, &manifest.source_bucket, manifest.keys, concurrency);
-    let written = write_merged(fetched, &mut merger, writer, |merger, file| {
+    let written = write_merged(fetched, &mut merger, Encoder::new(compression), writer, |merger, file| {
         match file.result {
             Ok(body) => match merger.push(&body) {
                 FileOutcome::Merged { odd_rows: odd, .. } => {
@@ -74,6 +79,7 @@ pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) 
         empty_files,
         header_only_files,
         odd_rows,
+        csv_bytes: merger.bytes(),
         skipped_files,
         started_at_ms,
         finished_at_ms: now_ms(),
@@ -84,12 +90,13 @@ pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) 
 }
 
 /// Feeds every fetched file to `on_file` (which pushes it into `merger`)
-/// and the merged bytes to `writer` a part at a time, then completes the
-/// object. On any error the upload is aborted: nothing partial ever
-/// appears under the output's key.
+/// and the merged bytes, encoded, to `writer` a part at a time, then
+/// completes the object. On any error the upload is aborted: nothing
+/// partial ever appears under the output's key.
 pub(super) async fn write_merged<S, F>(
     mut fetched: S,
     merger: &mut CsvMerger,
+    mut encoder: Encoder,
     mut writer: ObjectWriter,
     mut on_file: F,
 ) -> Result<Written, MergeError>
@@ -100,11 +107,17 @@ where
     let outcome: Result<(), MergeError> = async {
         while let Some(file) = fetched.next().await {
             on_file(merger, file)?;
-            if merger.buffered() >= crate::upload::DEFAULT_PART_SIZE {
-                writer.write(&merger.take()).await?;
+            // Compressing in pieces of this size keeps gzip's window full
+            // without holding a whole part of CSV beside its compressed form.
+            if merger.buffered() >= ENCODE_PIECE {
+                encoder.push(merger.take());
+            }
+            if encoder.ready() >= crate::upload::DEFAULT_PART_SIZE {
+                writer.write(&encoder.take()).await?;
             }
         }
-        writer.write(&merger.take()).await?;
+        encoder.push(merger.take());
+        writer.write(&encoder.finish()).await?;
         Ok(())
     }
     .await;

@@ -3,6 +3,7 @@
 //! prefix. Reading and writing them lives here too, so a malformed one is
 //! reported the same way wherever it is met.
 
+use super::output::Compression;
 use super::{MergeError, Requests};
 use crate::fetch::get_object;
 use crate::upload::put_bytes;
@@ -24,6 +25,17 @@ pub struct GenerateOutput {
     pub batch_size: usize,
     pub single_output: bool,
     pub delete_sources: bool,
+    pub options: RunOptions,
+}
+
+/// The options that shape a run's outputs, as its manifests, `run.json`
+/// and report record them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub batch_size: usize,
+    /// Batches were cut so their files' sizes add up to at most this.
+    pub target_bytes: Option<u64>,
+    pub compression: Compression,
 }
 
 /// One element of `batches.json`, the Map's items.
@@ -33,6 +45,9 @@ pub struct BatchItem {
     pub manifest_key: String,
     pub output_key: String,
     pub file_count: usize,
+    /// The summed sizes of the batch's files, as listed.
+    #[serde(default)]
+    pub source_bytes: u64,
 }
 
 /// `_manifests/batch-NNNNN.json`: the exact source keys of one batch.
@@ -45,6 +60,9 @@ pub struct Manifest {
     /// it; `None` when no file had one.
     pub header: Option<String>,
     pub keys: Vec<String>,
+    /// Absent in manifests written before options existed: plain CSV.
+    #[serde(default)]
+    pub options: RunOptions,
 }
 
 /// `_manifests/run.json`: what the generator did, for the report.
@@ -60,6 +78,8 @@ pub struct RunInfo {
     pub total_files: u64,
     pub total_batches: u64,
     pub header: Option<String>,
+    #[serde(default)]
+    pub options: RunOptions,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,
     pub requests: Requests,
@@ -102,6 +122,9 @@ pub struct BatchResult {
     pub empty_files: usize,
     pub header_only_files: usize,
     pub odd_rows: u64,
+    /// The CSV's size before compression (equal to `bytes` for plain CSV).
+    #[serde(default)]
+    pub csv_bytes: u64,
     pub skipped_files: Vec<SkippedFile>,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,
@@ -160,6 +183,8 @@ pub struct Report {
     pub run_id: String,
     pub source: String,
     pub destination: String,
+    #[serde(default)]
+    pub options: RunOptions,
     pub total_files: u64,
     pub total_batches: u64,
     pub merged_files: u64,

@@ -8,9 +8,9 @@ use super::{MergeError, Requests, count, now_ms};
 use crate::csv_merge::CsvMerger;
 use crate::error::GetError;
 use crate::fetch::get_object;
-use crate::list::{ListOptions, list_objects_parallel};
+use crate::list::{ListOptions, ObjectSummary, list_objects_parallel};
 use aws_sdk_s3::Client;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::{JoinError, JoinSet};
@@ -63,16 +63,24 @@ pub async fn generate_batches(
         ..ListOptions::default()
     };
     let mut requests = Requests::new();
-    let mut chunks =
-        list_objects_parallel(client, &request.source_bucket, &request.source_prefix, options, list_concurrency)
-            .map_ok(|object| object.key)
-            .try_chunks(request.batch_size);
+    let mut listed =
+        list_objects_parallel(client, &request.source_bucket, &request.source_prefix, options, list_concurrency);
+    let run_options = request.options();
     let mut header: Option<Option<String>> = None;
     let mut items = Vec::new();
     let mut writes = JoinSet::new();
     let mut total_files = 0u64;
-    while let Some(chunk) = chunks.next().await {
-        let keys = chunk.map_err(|err| err.1)?;
+    let mut batcher = Batcher::new(request.batch_size, request.target_bytes);
+    let mut ended = false;
+    while !ended {
+        let batch = match listed.next().await.transpose()? {
+            Some(object) => batcher.push(object),
+            None => {
+                ended = true;
+                batcher.take()
+            }
+        };
+        let Some((keys, source_bytes)) = batch else { continue };
         if header.is_none() {
             header = Some(probe_header(client, &request.source_bucket, &keys, &mut requests).await?);
         }
@@ -81,8 +89,9 @@ pub async fn generate_batches(
         let item = BatchItem {
             batch_id,
             manifest_key: manifest_key(&run_prefix, batch_id),
-            output_key: output_key(&run_prefix, batch_id),
+            output_key: output_key(&run_prefix, batch_id, request.compression),
             file_count: keys.len(),
+            source_bytes,
         };
         let manifest = Manifest {
             run_id: request.run_id.clone(),
@@ -90,6 +99,7 @@ pub async fn generate_batches(
             source_bucket: request.source_bucket.clone(),
             header: header.clone().flatten(),
             keys,
+            options: run_options.clone(),
         };
         // Manifests go out while the listing goes on, so memory holds at
         // most the manifests in flight, whatever the number of files.
@@ -127,6 +137,7 @@ pub async fn generate_batches(
         total_files,
         total_batches,
         header: header.flatten(),
+        options: run_options.clone(),
         started_at_ms,
         finished_at_ms: now_ms(),
         requests,
@@ -145,7 +156,42 @@ pub async fn generate_batches(
         batch_size: request.batch_size,
         single_output: request.single_output,
         delete_sources: request.delete_sources,
+        options: run_options,
     })
+}
+
+/// Cuts the listing into batches: at `batch_size` files, and, with a
+/// target, before the file that would take the batch's summed sizes past
+/// it (a file larger than the target is a batch of its own).
+struct Batcher {
+    batch_size: usize,
+    target_bytes: Option<u64>,
+    keys: Vec<String>,
+    bytes: u64,
+}
+
+impl Batcher {
+    fn new(batch_size: usize, target_bytes: Option<u64>) -> Self {
+        Self { batch_size: batch_size.max(1), target_bytes, keys: Vec::new(), bytes: 0 }
+    }
+
+    /// Takes the next listed file; returns a batch when one is complete.
+    fn push(&mut self, object: ObjectSummary) -> Option<(Vec<String>, u64)> {
+        let over_target = self.target_bytes.is_some_and(|target| self.bytes.saturating_add(object.size) > target);
+        let full = if !self.keys.is_empty() && over_target { self.take() } else { None };
+        self.bytes += object.size;
+        self.keys.push(object.key);
+        full.or_else(|| (self.keys.len() >= self.batch_size).then(|| self.take()).flatten())
+    }
+
+    /// The batch so far; at the end of the listing, the last one.
+    fn take(&mut self) -> Option<(Vec<String>, u64)> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let keys = std::mem::replace(&mut self.keys, Vec::with_capacity(self.batch_size.min(10_000)));
+        Some((keys, std::mem::take(&mut self.bytes)))
+    }
 }
 
 /// A manifest write's outcome; a write task that panicked is a bug here,

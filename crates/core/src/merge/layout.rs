@@ -1,6 +1,8 @@
 //! Where a run's documents and outputs live under `{dest_prefix}{run_id}/`
 //! (the layout in DESIGN.md). Every step derives keys from these alone.
 
+use super::output::Compression;
+
 pub fn manifest_key(run_prefix: &str, batch_id: u64) -> String {
     format!("{run_prefix}_manifests/batch-{batch_id:05}.json")
 }
@@ -13,8 +15,8 @@ pub fn run_info_key(run_prefix: &str) -> String {
     format!("{run_prefix}_manifests/run.json")
 }
 
-pub fn output_key(run_prefix: &str, batch_id: u64) -> String {
-    format!("{run_prefix}merged-{batch_id:05}.csv")
+pub fn output_key(run_prefix: &str, batch_id: u64, compression: Compression) -> String {
+    format!("{run_prefix}merged-{batch_id:05}{}", compression.extension())
 }
 
 pub fn result_key(run_prefix: &str, batch_id: u64) -> String {
@@ -25,6 +27,6 @@ pub fn report_key(run_prefix: &str) -> String {
     format!("{run_prefix}report.json")
 }
 
-pub fn merged_key(run_prefix: &str) -> String {
-    format!("{run_prefix}merged.csv")
+pub fn merged_key(run_prefix: &str, compression: Compression) -> String {
+    format!("{run_prefix}merged{}", compression.extension())
 }

@@ -17,16 +17,18 @@ mod batch;
 mod documents;
 mod generate;
 mod layout;
+mod output;
 mod request;
 
 pub use aggregate::aggregate;
 pub use batch::merge_batch;
 pub use documents::{
     AggregateSummary, AggregateTask, BatchItem, BatchResult, BatchSummary, BatchTimings, FailedBatch, GenerateOutput,
-    Manifest, MergeTask, OutputEntry, Report, RunInfo, SkippedFile,
+    Manifest, MergeTask, OutputEntry, Report, RunInfo, RunOptions, SkippedFile,
 };
 pub use generate::generate_batches;
 pub use layout::{batches_key, manifest_key, merged_key, output_key, report_key, result_key, run_info_key};
+pub use output::Compression;
 pub use request::{DEFAULT_SUFFIX, MergeRequest};
 
 use crate::error::{GetError, ListError, PutError};

@@ -2,6 +2,8 @@
 //! before anything is listed, with the field's name in the message.
 
 use super::MergeError;
+use super::documents::RunOptions;
+use super::output::Compression;
 use crate::keys::folder_prefix;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,6 +21,11 @@ pub struct MergeRequest {
     pub single_output: bool,
     pub delete_sources: bool,
     pub suffix: String,
+    /// Batches are also cut by the summed sizes of their files.
+    #[serde(default)]
+    pub target_bytes: Option<u64>,
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> MergeError {
@@ -80,6 +87,17 @@ impl MergeRequest {
             return Err(invalid("run_id", format!("{run_id:?} must be 1-128 characters of A-Z a-z 0-9 - _ . : = @ +")));
         }
         let suffix = string_field(input, "suffix", false)?.unwrap_or_else(|| DEFAULT_SUFFIX.to_owned());
+        let target_bytes = match input.get("target_bytes") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(value.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                invalid("target_bytes", format!("must be a whole number of bytes of at least 1, got {value}"))
+            })?),
+        };
+        let compression = match string_field(input, "compression", false)? {
+            None => Compression::None,
+            Some(name) => Compression::parse(&name)
+                .ok_or_else(|| invalid("compression", format!("must be \"none\" or \"gzip\", got {name:?}")))?,
+        };
         Ok(Self {
             source_bucket: bucket_field(input, "source_bucket")?,
             source_prefix: folder_prefix(&string_field(input, "source_prefix", true)?.unwrap_or_default()),
@@ -90,7 +108,14 @@ impl MergeRequest {
             single_output: bool_field(input, "single_output")?,
             delete_sources: bool_field(input, "delete_sources")?,
             suffix,
+            target_bytes,
+            compression,
         })
+    }
+
+    /// The options that shape the run's outputs, as its documents record them.
+    pub fn options(&self) -> RunOptions {
+        RunOptions { batch_size: self.batch_size, target_bytes: self.target_bytes, compression: self.compression }
     }
 
     pub fn run_prefix(&self) -> String {
