@@ -28,7 +28,7 @@ async fn output_holds_counts_and_one_key_never_key_lists() {
     assert_eq!(
         items[2],
         json!({"batch_id": 2, "manifest_key": "merged-csvs/exec-42/_manifests/batch-00002.json",
-        "output_key": "merged-csvs/exec-42/merged-00002.csv", "file_count": 345})
+        "output_key": "merged-csvs/exec-42/merged-00002.csv", "file_count": 345, "source_bytes": 345 * 4})
     );
     let manifest: serde_json::Value = serde_json::from_slice(
         &server.object("b-out", "merged-csvs/exec-42/_manifests/batch-00001.json").expect("m").data,

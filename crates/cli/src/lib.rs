@@ -78,6 +78,15 @@ pub enum Command {
         /// Encoding of the outputs: none (merged-NNNNN.csv) or gzip (merged-NNNNN.csv.gz).
         #[arg(long, default_value = "none", value_parser = ["none", "gzip"])]
         compression: String,
+        /// Merge only the files no earlier incremental run of this source and destination merged.
+        #[arg(long)]
+        incremental: bool,
+        /// With --incremental: files modified this recently are left to a later run.
+        #[arg(long, value_name = "SECONDS", requires = "incremental", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+        settle_seconds: Option<u64>,
+        /// With --incremental: take over the lock a run that is no longer running still holds.
+        #[arg(long, value_name = "RUN_ID", requires = "incremental")]
+        takeover: Option<String>,
         /// Also write one merged.csv of every output.
         #[arg(long)]
         single_output: bool,
@@ -200,6 +209,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             list_concurrency,
             target_bytes,
             compression,
+            incremental,
+            settle_seconds,
+            takeover,
             single_output,
             delete_sources,
             run_id,
@@ -215,6 +227,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 list_concurrency: usize::try_from(list_concurrency)?,
                 target_bytes,
                 compression,
+                incremental,
+                settle_seconds,
+                takeover,
                 single_output,
                 delete_sources,
                 run_id,

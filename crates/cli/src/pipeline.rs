@@ -46,6 +46,9 @@ pub struct MergeOptions {
     pub target_bytes: Option<u64>,
     /// "none" or "gzip".
     pub compression: String,
+    pub incremental: bool,
+    pub settle_seconds: Option<u64>,
+    pub takeover: Option<String>,
     pub single_output: bool,
     pub delete_sources: bool,
     pub run_id: String,
@@ -76,6 +79,7 @@ pub async fn merge(
         "batch_size": options.batch_size, "run_id": options.run_id,
         "single_output": options.single_output, "delete_sources": options.delete_sources,
         "target_bytes": options.target_bytes, "compression": options.compression,
+        "incremental": options.incremental, "settle_seconds": options.settle_seconds, "takeover": options.takeover,
     });
     let listing = spinner(progress, "list");
     listing.set_message(format!("listing {source}"));

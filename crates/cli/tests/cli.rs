@@ -158,3 +158,35 @@ fn serve_prints_its_endpoint_first_and_counters_on_sigterm() {
     let counters: Value = serde_json::from_str(&rest).expect("counters JSON");
     assert!(counters.get("requests").is_some(), "{rest}");
 }
+
+/// The README's two shaping commands, word for word (the helper adds the
+/// endpoint), and an incremental run's refusal of what is too recent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shaped_and_incremental_merges_as_the_readme_shows() {
+    let server = server().await;
+    for i in 0..40 {
+        server.s3.put_object("b-in", &format!("csvs/{i:03}.csv"), format!("id,v\n{i},x\n").as_bytes()).expect("put");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let shaped = "s3mm merge s3://b-in/csvs/ s3://b-out/merged/ --target-bytes 134217728 --compression gzip";
+    assert!(readme.contains(shaped), "the README shows: {shaped}");
+    let incremental = "s3mm merge s3://b-in/csvs/ s3://b-out/merged/ --incremental";
+    assert!(readme.contains(incremental), "the README shows: {incremental}");
+
+    let args: Vec<&str> = shaped.split_whitespace().skip(1).chain(["--run-id", "gz", "--json"]).collect();
+    let output = s3mm(&server, &args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let gz = server.s3.object("b-out", "merged/gz/merged-00000.csv.gz").expect("gzip output").data;
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+
+    // Just uploaded, so within the default 60 s settle time: left for later.
+    let args: Vec<&str> = incremental.split_whitespace().skip(1).chain(["--run-id", "inc-1", "--json"]).collect();
+    let output = s3mm(&server, &args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json(&output)["summary"]["total_files"], 0);
+    let report: Value =
+        serde_json::from_slice(&server.s3.object("b-out", "merged/inc-1/report.json").expect("report").data)
+            .expect("report json");
+    assert_eq!(report["incremental"]["deferred_files"], 40);
+    assert_eq!(report["incremental"]["state_key"], "merged/_incremental/b-in/csvs/state.json");
+}

@@ -20,3 +20,13 @@ pub fn init_with_default(format: LogFormat, default_level: &str) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+/// A time in milliseconds since the epoch as people read it in messages:
+/// `2026-11-30T17:34:15Z`.
+pub fn utc(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{ms} ms after the epoch"))
+}

@@ -6,8 +6,8 @@ use futures::{StreamExt, stream};
 use local_s3::FaultKind;
 use s3mm_core::client::ClientSettings;
 use s3mm_core::merge::{
-    AggregateSummary, AggregateTask, BatchItem, GenerateOutput, MergeRequest, MergeTask, Report, aggregate,
-    generate_batches, merge_batch,
+    AggregateSummary, BatchItem, GenerateOutput, MergeRequest, MergeTask, Report, aggregate, generate_batches,
+    merge_batch,
 };
 use s3mm_test_support::{S3Fixture, fast_retries};
 use serde_json::json;
@@ -35,31 +35,13 @@ async fn items(f: &S3Fixture, generated: &GenerateOutput) -> Vec<BatchItem> {
 async fn run(f: &S3Fixture, input: serde_json::Value) -> Run {
     let request = MergeRequest::from_input(&input, 1000, "fallback").expect("valid input");
     let generated = generate_batches(&f.client, &request, 8).await.expect("generated");
-    let tasks: Vec<MergeTask> = items(f, &generated)
-        .await
-        .into_iter()
-        .map(|batch| MergeTask {
-            run_id: generated.run_id.clone(),
-            source_bucket: generated.source_bucket.clone(),
-            dest_bucket: generated.dest_bucket.clone(),
-            run_prefix: generated.run_prefix.clone(),
-            batch,
-        })
-        .collect();
+    let tasks: Vec<MergeTask> = items(f, &generated).await.into_iter().map(|b| generated.merge_task(b)).collect();
     let merged: Vec<_> =
         stream::iter(&tasks).map(|t| merge_batch(&f.client, t, 16)).buffer_unordered(10).collect().await;
     for result in merged {
         result.expect("batch merged");
     }
-    let task = AggregateTask {
-        run_id: generated.run_id.clone(),
-        source_bucket: generated.source_bucket.clone(),
-        dest_bucket: generated.dest_bucket.clone(),
-        run_prefix: generated.run_prefix.clone(),
-        single_output: generated.single_output,
-        delete_sources: generated.delete_sources,
-    };
-    let summary = aggregate(&f.client, &task).await.expect("aggregated");
+    let summary = aggregate(&f.client, &generated.aggregate_task()).await.expect("aggregated");
     let report: Report = serde_json::from_slice(&f.server.object("b-out", &summary.report_key).expect("report").data)
         .expect("report json");
     Run { generated, summary, report }

@@ -4,8 +4,8 @@
 
 use futures::{StreamExt, stream};
 use s3mm_core::merge::{
-    AggregateTask, BatchItem, Compression, Manifest, MergeError, MergeRequest, MergeTask, Report, aggregate,
-    generate_batches, merge_batch,
+    BatchItem, Compression, Manifest, MergeError, MergeRequest, MergeTask, Report, aggregate, generate_batches,
+    merge_batch,
 };
 use s3mm_test_support::S3Fixture;
 use serde_json::{Value, json};
@@ -32,30 +32,13 @@ async fn run(f: &S3Fixture, input: Value) -> Run {
     let items: Vec<BatchItem> =
         serde_json::from_slice(&f.server.object("b-out", &generated.batches_key).expect("batches.json").data)
             .expect("items");
-    let tasks: Vec<MergeTask> = items
-        .iter()
-        .map(|batch| MergeTask {
-            run_id: generated.run_id.clone(),
-            source_bucket: generated.source_bucket.clone(),
-            dest_bucket: generated.dest_bucket.clone(),
-            run_prefix: generated.run_prefix.clone(),
-            batch: batch.clone(),
-        })
-        .collect();
+    let tasks: Vec<MergeTask> = items.iter().map(|b| generated.merge_task(b.clone())).collect();
     let merged: Vec<_> =
         stream::iter(&tasks).map(|t| merge_batch(&f.client, t, 16)).buffer_unordered(8).collect().await;
     for result in merged {
         result.expect("batch merged");
     }
-    let task = AggregateTask {
-        run_id: generated.run_id.clone(),
-        source_bucket: generated.source_bucket.clone(),
-        dest_bucket: generated.dest_bucket.clone(),
-        run_prefix: generated.run_prefix.clone(),
-        single_output: generated.single_output,
-        delete_sources: false,
-    };
-    let summary = aggregate(&f.client, &task).await.expect("aggregated");
+    let summary = aggregate(&f.client, &generated.aggregate_task()).await.expect("aggregated");
     let report = serde_json::from_slice(&f.server.object("b-out", &summary.report_key).expect("report").data)
         .expect("report json");
     Run { items, report }

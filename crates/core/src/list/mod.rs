@@ -26,6 +26,8 @@ pub struct ObjectSummary {
     pub size: u64,
     /// As S3 returns it, quotes included.
     pub etag: Option<String>,
+    /// Milliseconds since the epoch (S3 gives whole seconds).
+    pub last_modified_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -92,6 +94,10 @@ async fn fetch_page(
         objects.push(ObjectSummary {
             size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
             etag: object.e_tag().map(str::to_owned),
+            last_modified_ms: object
+                .last_modified()
+                .and_then(|t| t.to_millis().ok())
+                .and_then(|ms| u64::try_from(ms).ok()),
             key,
         });
     }

@@ -4,9 +4,10 @@
 //!
 //! Ranges start at the prefix's folders when it has them (`Delimiter=/`,
 //! a few levels down: date partitions), else as one range. Each page a
-//! range returns is also a sample of how densely keys sit there: while the
-//! range is among the first `parallelism` still to list, the rest of it is
-//! cut at points that sample predicts to be a few pages apart
+//! range returns is also a sample of how densely keys sit there: while
+//! fewer ranges are open than calls may be in flight, or when it is the
+//! leftmost range still to list, the rest of it is cut at points that
+//! sample predicts to be a few pages apart
 //! (`keyspace.rs`), and every part is listed from its own `StartAfter`.
 //! Flat sequential keys, UUIDs and date folders all spread this way within
 //! a few round trips, with no need to know their shape.
@@ -15,7 +16,8 @@
 //! leftmost ranges first; keys are handed on only from the leftmost range,
 //! so the consumer sees exactly what a serial listing would. Ranges to the
 //! right may run ahead only until [`MAX_BUFFERED_KEYS`] are held; the
-//! leftmost is always listed, so the listing never stalls.
+//! first [`FRONT_RANGES`] are always listed (the leftmost cut into parts),
+//! so the listing never falls back to one call at a time.
 //!
 //! The listing runs on its own task, each call on a task of its own, so
 //! pages keep arriving (and parse on every core) while the consumer works;
@@ -36,13 +38,14 @@ use tokio::task::JoinSet;
 
 /// Keys listed but not yet handed on, at most (plus one page per call in
 /// flight): about 150 bytes each.
-const MAX_BUFFERED_KEYS: usize = 96_000;
-/// Parts one page may cut its range into.
-const MAX_CUTS: usize = 31;
+const MAX_BUFFERED_KEYS: usize = 64_000;
+/// Ranges at the front of the listing listed whatever the buffer holds;
+/// the leftmost is cut into parts so that this many calls can work on it.
+const FRONT_RANGES: usize = 8;
 /// Ranges cut from the open end of the listing are to hold about this many
-/// pages: each range's last call returns a partial page, so longer ranges
-/// waste fewer calls, and the cuts still reach hundreds of pages ahead.
-const PAGES_PER_RANGE: u128 = 16;
+/// pages: each range's last call returns a partial page (longer ranges
+/// waste fewer calls), while parts reach the first calls sooner when short.
+const PAGES_PER_RANGE: u128 = 4;
 /// Folder levels looked at before listing starts.
 const SEED_DEPTH: usize = 4;
 /// Folders to start with, per call in flight.
@@ -150,12 +153,20 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
             return;
         }
 
-        let mut leftmost = true;
+        // The first ranges still to list are always listed: the keys held
+        // back wait for them. Past those, ranges run ahead only while the
+        // buffer has room.
+        let mut still_to_list = 0;
         for (id, range) in &mut ranges {
             if in_flight.len() >= parallelism {
                 break;
             }
-            if range.state == State::Idle && (leftmost || buffered < MAX_BUFFERED_KEYS) {
+            if range.state == State::Done {
+                continue;
+            }
+            let near_front = still_to_list < FRONT_RANGES;
+            still_to_list += 1;
+            if range.state == State::Idle && (near_front || buffered < MAX_BUFFERED_KEYS) {
                 range.state = State::InFlight;
                 let (shared, id, after) = (shared.clone(), id.clone(), range.after.clone());
                 // Each call on a task of its own: a page of 1,000 keys takes
@@ -166,7 +177,6 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
                     (id, fetch_page(&shared.client, &shared.bucket, &shared.prefix, from, &shared.options).await)
                 });
             }
-            leftmost = false;
         }
 
         // The leftmost range is never Done here and is dispatched whenever
@@ -251,11 +261,11 @@ fn take_page(
     page: Page,
     parallelism: usize,
 ) -> Result<usize, ListError> {
-    // Ranges still to list before this one: calls go to the leftmost ranges
-    // first, so only a range among the first `parallelism` is worth cutting
-    // (further right its parts would wait anyway, holding keys).
-    let ahead =
-        ranges.range::<str, _>((Bound::Unbounded, Bound::Excluded(id))).filter(|(_, r)| r.state != State::Done).count();
+    let open = ranges.values().filter(|r| r.state != State::Done).count();
+    // The leftmost range still to list holds back every key after it, so
+    // it is cut even when enough ranges are open: otherwise, once ranges
+    // to its right fill the buffer, it would be listed a page at a time.
+    let front = ranges.range::<str, _>((Bound::Unbounded, Bound::Excluded(id))).all(|(_, r)| r.state == State::Done);
     let Some(range) = ranges.get_mut(id) else { return Ok(0) };
     let Page { mut objects, next_token } = page;
     let more = next_token.is_some();
@@ -280,7 +290,13 @@ fn take_page(
     } else {
         range.after = last.clone();
         range.state = State::Idle;
-        let wanted = parallelism.saturating_sub(ahead + 1).min(MAX_CUTS);
+        let wanted = if open < parallelism {
+            parallelism - open
+        } else if front {
+            FRONT_RANGES
+        } else {
+            0
+        };
         if wanted > 0 {
             let sample: Vec<&str> = range.keys[range.keys.len() - held..].iter().map(|o| o.key.as_str()).collect();
             let cuts = cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, wanted);

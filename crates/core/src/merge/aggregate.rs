@@ -7,6 +7,7 @@ use super::documents::{
     AggregateSummary, AggregateTask, BatchItem, BatchResult, BatchTimings, FailedBatch, Manifest, OutputEntry, Report,
     RunInfo, SkippedFile, get_json, put_json,
 };
+use super::incremental;
 use super::layout::{batches_key, merged_key, report_key, result_key, run_info_key};
 use super::output::{Compression, Encoder};
 use super::{MergeError, Requests, count, now_ms};
@@ -65,6 +66,7 @@ pub async fn aggregate(client: &Client, task: &AggregateTask) -> Result<Aggregat
         source: format!("s3://{}/{}", info.source_bucket, info.source_prefix),
         destination: format!("s3://{bucket}/{run_prefix}"),
         options: info.options.clone(),
+        incremental: None,
         total_files: info.total_files,
         total_batches: info.total_batches,
         merged_files: 0,
@@ -126,6 +128,19 @@ pub async fn aggregate(client: &Client, task: &AggregateTask) -> Result<Aggregat
         count(&mut requests, "GetObject", report.outputs.len() as u64);
         count(&mut requests, "PutObject", written);
         report.merged_key = Some(key);
+    }
+
+    // An incremental run moves its stream's watermark only once every
+    // output is written; a failed one takes its outputs back, so the next
+    // run merges those files again and each row lands in one output.
+    if let Some(mut record) = info.incremental.clone() {
+        let outcome = if complete {
+            incremental::Outcome::Complete { now_ms: now_ms() }
+        } else {
+            incremental::Outcome::Failed { outputs: &report.outputs }
+        };
+        incremental::finish(client, bucket, &task.run_id, &mut record, outcome, &mut requests).await?;
+        report.incremental = Some(record);
     }
 
     // The report is written before any source is deleted: if deleting

@@ -3,6 +3,7 @@
 //! prefix. Reading and writing them lives here too, so a malformed one is
 //! reported the same way wherever it is met.
 
+use super::incremental::IncrementalRun;
 use super::output::Compression;
 use super::{MergeError, Requests};
 use crate::fetch::get_object;
@@ -28,6 +29,33 @@ pub struct GenerateOutput {
     pub options: RunOptions,
 }
 
+impl GenerateOutput {
+    /// The csv-merger's input for one of the run's Map items, as the state
+    /// machine builds it.
+    pub fn merge_task(&self, batch: BatchItem) -> MergeTask {
+        MergeTask {
+            run_id: self.run_id.clone(),
+            source_bucket: self.source_bucket.clone(),
+            dest_bucket: self.dest_bucket.clone(),
+            run_prefix: self.run_prefix.clone(),
+            batch,
+        }
+    }
+
+    /// The results-aggregator's input for the run, as the state machine
+    /// builds it.
+    pub fn aggregate_task(&self) -> AggregateTask {
+        AggregateTask {
+            run_id: self.run_id.clone(),
+            source_bucket: self.source_bucket.clone(),
+            dest_bucket: self.dest_bucket.clone(),
+            run_prefix: self.run_prefix.clone(),
+            single_output: self.single_output,
+            delete_sources: self.delete_sources,
+        }
+    }
+}
+
 /// The options that shape a run's outputs, as its manifests, `run.json`
 /// and report record them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +64,9 @@ pub struct RunOptions {
     /// Batches were cut so their files' sizes add up to at most this.
     pub target_bytes: Option<u64>,
     pub compression: Compression,
+    /// Only files no earlier incremental run of the stream merged.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 /// One element of `batches.json`, the Map's items.
@@ -80,6 +111,9 @@ pub struct RunInfo {
     pub header: Option<String>,
     #[serde(default)]
     pub options: RunOptions,
+    /// Incremental runs: the window, and what was left to later runs.
+    #[serde(default)]
+    pub incremental: Option<IncrementalRun>,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,
     pub requests: Requests,
@@ -185,6 +219,8 @@ pub struct Report {
     pub destination: String,
     #[serde(default)]
     pub options: RunOptions,
+    #[serde(default)]
+    pub incremental: Option<IncrementalRun>,
     pub total_files: u64,
     pub total_batches: u64,
     pub merged_files: u64,

@@ -2,6 +2,7 @@
 //! batch while the listing goes on.
 
 use super::documents::{BatchItem, GenerateOutput, Manifest, RunInfo, put_json};
+use super::incremental::{self, Begin, IncrementalRun};
 use super::layout::{batches_key, manifest_key, output_key, run_info_key};
 use super::request::MergeRequest;
 use super::{MergeError, Requests, count, now_ms};
@@ -47,13 +48,53 @@ async fn probe_header(
 }
 
 /// Step 1: lists the source prefix and writes the manifests, with up to
-/// `list_concurrency` ListObjectsV2 calls in flight (1 lists serially).
+/// `list_concurrency` ListObjectsV2 calls in flight (1 lists serially). An
+/// incremental run first takes its stream's lock and merges only its
+/// window; if it then fails, it gives the lock back.
 pub async fn generate_batches(
     client: &Client,
     request: &MergeRequest,
     list_concurrency: usize,
 ) -> Result<GenerateOutput, MergeError> {
     let started_at_ms = now_ms();
+    let mut requests = Requests::new();
+    if !request.incremental {
+        return list_and_write(client, request, list_concurrency, None, started_at_ms, requests).await;
+    }
+    let begin = Begin {
+        run_id: &request.run_id,
+        source_bucket: &request.source_bucket,
+        source_prefix: &request.source_prefix,
+        dest_bucket: &request.dest_bucket,
+        dest_prefix: &request.dest_prefix,
+        settle_seconds: request.settle_seconds,
+        takeover: request.takeover.as_deref(),
+        now_ms: started_at_ms,
+    };
+    let mut record = incremental::begin(client, &begin, &mut requests).await?;
+    match list_and_write(client, request, list_concurrency, Some(record.clone()), started_at_ms, requests).await {
+        Ok(output) => Ok(output),
+        Err(err) => {
+            // Best effort: a run that cannot list leaves the next one free
+            // to start; if this fails too, the lock expires on its own.
+            let mut ignored = Requests::new();
+            let failed = incremental::Outcome::Failed { outputs: &[] };
+            let _ =
+                incremental::finish(client, &request.dest_bucket, &request.run_id, &mut record, failed, &mut ignored)
+                    .await;
+            Err(err)
+        }
+    }
+}
+
+async fn list_and_write(
+    client: &Client,
+    request: &MergeRequest,
+    list_concurrency: usize,
+    mut incremental: Option<IncrementalRun>,
+    started_at_ms: u64,
+    mut requests: Requests,
+) -> Result<GenerateOutput, MergeError> {
     let run_prefix = request.run_prefix();
     let pages = Arc::new(AtomicU64::new(0));
     let options = ListOptions {
@@ -62,7 +103,6 @@ pub async fn generate_batches(
         pages: Some(pages.clone()),
         ..ListOptions::default()
     };
-    let mut requests = Requests::new();
     let mut listed =
         list_objects_parallel(client, &request.source_bucket, &request.source_prefix, options, list_concurrency);
     let run_options = request.options();
@@ -74,7 +114,19 @@ pub async fn generate_batches(
     let mut ended = false;
     while !ended {
         let batch = match listed.next().await.transpose()? {
-            Some(object) => batcher.push(object),
+            Some(object) => {
+                if let (Some(record), Some(modified)) = (&mut incremental, object.last_modified_ms) {
+                    if modified >= record.window.before_ms {
+                        record.deferred_files += 1;
+                        continue;
+                    }
+                    if modified < record.window.from_ms {
+                        record.earlier_files += 1;
+                        continue;
+                    }
+                }
+                batcher.push(object)
+            }
             None => {
                 ended = true;
                 batcher.take()
@@ -114,7 +166,9 @@ pub async fn generate_batches(
     while !writes.is_empty() {
         joined(writes.join_next().await)?;
     }
-    if items.is_empty() {
+    // An incremental run with nothing new is a run like any other, with no
+    // batches; only a one-off merge of an empty prefix is a mistake.
+    if items.is_empty() && incremental.is_none() {
         return Err(MergeError::EmptyPrefix {
             bucket: request.source_bucket.clone(),
             prefix: request.source_prefix.clone(),
@@ -138,6 +192,7 @@ pub async fn generate_batches(
         total_batches,
         header: header.flatten(),
         options: run_options.clone(),
+        incremental,
         started_at_ms,
         finished_at_ms: now_ms(),
         requests,

@@ -16,6 +16,7 @@ mod aggregate;
 mod batch;
 mod documents;
 mod generate;
+mod incremental;
 mod layout;
 mod output;
 mod request;
@@ -27,6 +28,7 @@ pub use documents::{
     Manifest, MergeTask, OutputEntry, Report, RunInfo, RunOptions, SkippedFile,
 };
 pub use generate::generate_batches;
+pub use incremental::{DEFAULT_SETTLE_SECONDS, IncrementalRun, LOCK_LEASE_MS, StreamState, Window, state_key};
 pub use layout::{batches_key, manifest_key, merged_key, output_key, report_key, result_key, run_info_key};
 pub use output::Compression;
 pub use request::{DEFAULT_SUFFIX, MergeRequest};
@@ -49,6 +51,15 @@ pub enum MergeError {
     Put(#[from] PutError),
     #[error("s3://{bucket}/{key} is not a valid {what}: {reason}")]
     BadDocument { bucket: String, key: String, what: &'static str, reason: String },
+    #[error(
+        "incremental run {run_id} of this stream is still running (started {}, lock s3://{bucket}/{key} held \
+         until {}); this run was refused. If that execution is no longer running, start this one with \
+         \"takeover\": \"{run_id}\"",
+        crate::logging::utc(*started_at_ms), crate::logging::utc(*expires_at_ms)
+    )]
+    RunInProgress { bucket: String, key: String, run_id: String, started_at_ms: u64, expires_at_ms: u64 },
+    #[error("run {run_id} no longer holds the incremental lock s3://{bucket}/{key}: another run took it over")]
+    LockLost { bucket: String, key: String, run_id: String },
 }
 
 impl MergeError {
@@ -67,6 +78,7 @@ impl MergeError {
         match self {
             Self::InvalidInput { .. } => "InvalidInput",
             Self::EmptyPrefix { .. } => "EmptyPrefix",
+            Self::RunInProgress { .. } => "RunInProgress",
             err if err.is_transient() => "TransientS3Error",
             _ => "MergeFailed",
         }

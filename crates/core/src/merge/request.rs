@@ -3,6 +3,7 @@
 
 use super::MergeError;
 use super::documents::RunOptions;
+use super::incremental::DEFAULT_SETTLE_SECONDS;
 use super::output::Compression;
 use crate::keys::folder_prefix;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,15 @@ pub struct MergeRequest {
     pub target_bytes: Option<u64>,
     #[serde(default)]
     pub compression: Compression,
+    /// Merge only what no earlier incremental run of the stream merged.
+    #[serde(default)]
+    pub incremental: bool,
+    /// Incremental: files modified this recently are left to a later run.
+    #[serde(default)]
+    pub settle_seconds: u64,
+    /// Incremental: the run whose stale lock this run may take over.
+    #[serde(default)]
+    pub takeover: Option<String>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> MergeError {
@@ -93,6 +103,12 @@ impl MergeRequest {
                 invalid("target_bytes", format!("must be a whole number of bytes of at least 1, got {value}"))
             })?),
         };
+        let settle_seconds = match input.get("settle_seconds") {
+            None | Some(Value::Null) => DEFAULT_SETTLE_SECONDS,
+            Some(value) => value.as_u64().filter(|n| *n <= 86_400).ok_or_else(|| {
+                invalid("settle_seconds", format!("must be a whole number of seconds from 0 to 86400, got {value}"))
+            })?,
+        };
         let compression = match string_field(input, "compression", false)? {
             None => Compression::None,
             Some(name) => Compression::parse(&name)
@@ -110,12 +126,20 @@ impl MergeRequest {
             suffix,
             target_bytes,
             compression,
+            incremental: bool_field(input, "incremental")?,
+            settle_seconds,
+            takeover: string_field(input, "takeover", false)?,
         })
     }
 
     /// The options that shape the run's outputs, as its documents record them.
     pub fn options(&self) -> RunOptions {
-        RunOptions { batch_size: self.batch_size, target_bytes: self.target_bytes, compression: self.compression }
+        RunOptions {
+            batch_size: self.batch_size,
+            target_bytes: self.target_bytes,
+            compression: self.compression,
+            incremental: self.incremental,
+        }
     }
 
     pub fn run_prefix(&self) -> String {
