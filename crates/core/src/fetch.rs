@@ -47,6 +47,16 @@ where
 
 /// One GET, the body read whole.
 pub async fn get_object(client: &Client, bucket: &str, key: &str) -> Result<Bytes, GetError> {
+    get_object_with_etag(client, bucket, key).await.map(|(body, _)| body)
+}
+
+/// One GET, the body read whole, with the ETag of the version read (for a
+/// later conditional write).
+pub async fn get_object_with_etag(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(Bytes, Option<String>), GetError> {
     let mut attempt = 1;
     loop {
         let response = client.get_object().bucket(bucket).key(key).send().await.map_err(|err| {
@@ -59,8 +69,9 @@ pub async fn get_object(client: &Client, bucket: &str, key: &str) -> Result<Byte
                 GetError::Failed { bucket: bucket.to_owned(), key: key.to_owned(), failure }
             }
         })?;
+        let etag = response.e_tag().map(str::to_owned);
         match response.body.collect().await {
-            Ok(body) => return Ok(body.into_bytes()),
+            Ok(body) => return Ok((body.into_bytes(), etag)),
             Err(err) if attempt < BODY_ATTEMPTS => {
                 tracing::debug!(bucket, key, attempt, error = %err, "body read failed, fetching again");
                 attempt += 1;

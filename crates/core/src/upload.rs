@@ -201,19 +201,60 @@ pub async fn put_bytes(
     body: Vec<u8>,
     content_type: &str,
 ) -> Result<(), PutError> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|err| PutError::Failed {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            step: "PutObject",
-            failure: S3Failure::from_sdk(&err),
-        })
+    put_once(client, bucket, key, body, content_type, Write::Always).await
+}
+
+/// Writes a small object only if it is still the version read: `read` is
+/// the ETag read, or `None` when the object did not exist. `Ok(false)` when
+/// another writer got there first (412, or S3's 409
+/// ConditionalRequestConflict for writes that race).
+pub async fn put_bytes_if_unchanged(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    read: Option<&str>,
+) -> Result<bool, PutError> {
+    let only = read.map_or(Write::IfAbsent, Write::OverVersion);
+    match put_once(client, bucket, key, body, content_type, only).await {
+        Ok(()) => Ok(true),
+        Err(PutError::Failed { failure, .. })
+            if failure.is_precondition_failed() || failure.code_is("ConditionalRequestConflict") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// When a PutObject may write.
+enum Write<'a> {
+    Always,
+    /// Only over the version with this ETag (`If-Match`).
+    OverVersion(&'a str),
+    /// Only where no object is (`If-None-Match: *`).
+    IfAbsent,
+}
+
+async fn put_once(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    when: Write<'_>,
+) -> Result<(), PutError> {
+    let request = client.put_object().bucket(bucket).key(key).content_type(content_type);
+    let request = match when {
+        Write::Always => request,
+        Write::OverVersion(etag) => request.if_match(etag),
+        Write::IfAbsent => request.if_none_match("*"),
+    };
+    request.body(ByteStream::from(body)).send().await.map(|_| ()).map_err(|err| PutError::Failed {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        step: "PutObject",
+        failure: S3Failure::from_sdk(&err),
+    })
 }

@@ -92,8 +92,9 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
 /// Up to `count` cut points strictly between the sample's last key and
 /// `upto` (the range's inclusive end; `None` when it runs to the end of the
 /// listing), increasing: for an open range each `pages_per_range` sample
-/// widths after the one before, for a bounded one evenly spread. `sample` is one page of keys in key order. Empty when
-/// the range is too short to be worth cutting.
+/// widths after the one before, for a bounded one evenly spread. `sample`
+/// is one page of keys in key order. Empty when the range is too short to
+/// be worth cutting.
 pub(super) fn cut_points(sample: &[&str], upto: Option<&str>, pages_per_range: u128, count: usize) -> Vec<String> {
     let (Some(&first), Some(&last)) = (sample.first(), sample.last()) else { return Vec::new() };
     if count == 0 || first >= last {

@@ -14,6 +14,8 @@ pub use parallel::list_objects_parallel;
 use crate::error::{ListError, S3Failure};
 use crate::keys::decode_event_key;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder;
 use aws_sdk_s3::types::EncodingType;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -66,6 +68,22 @@ enum From<'a> {
     Token(&'a str),
 }
 
+/// One ListObjectsV2 call under `prefix`, keys URL-encoded, counted in
+/// `options.pages`, its failure named; `configure` sets the rest.
+async fn call(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    options: &ListOptions,
+    configure: impl FnOnce(ListObjectsV2FluentBuilder) -> ListObjectsV2FluentBuilder,
+) -> Result<ListObjectsV2Output, ListError> {
+    let request = client.list_objects_v2().bucket(bucket).prefix(prefix).encoding_type(EncodingType::Url);
+    if let Some(pages) = &options.pages {
+        pages.fetch_add(1, Ordering::Relaxed);
+    }
+    configure(request).send().await.map_err(|err| list_failure(bucket, prefix, S3Failure::from_sdk(&err)))
+}
+
 async fn fetch_page(
     client: &Client,
     bucket: &str,
@@ -73,18 +91,14 @@ async fn fetch_page(
     from: From<'_>,
     options: &ListOptions,
 ) -> Result<Page, ListError> {
-    let mut request = client.list_objects_v2().bucket(bucket).prefix(prefix).encoding_type(EncodingType::Url);
-    if let Some(size) = options.page_size {
-        request = request.max_keys(size);
-    }
-    request = match from {
-        From::Token(token) => request.continuation_token(token),
-        From::After(after) => request.set_start_after(after.filter(|a| !a.is_empty()).map(str::to_owned)),
-    };
-    if let Some(pages) = &options.pages {
-        pages.fetch_add(1, Ordering::Relaxed);
-    }
-    let page = request.send().await.map_err(|err| list_failure(bucket, prefix, S3Failure::from_sdk(&err)))?;
+    let page = call(client, bucket, prefix, options, |request| {
+        let request = request.set_max_keys(options.page_size);
+        match from {
+            From::Token(token) => request.continuation_token(token),
+            From::After(after) => request.set_start_after(after.filter(|a| !a.is_empty()).map(str::to_owned)),
+        }
+    })
+    .await?;
     let next_token = page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)).map(str::to_owned);
     let encoded = page.encoding_type() == Some(&EncodingType::Url);
     let mut objects = Vec::with_capacity(page.contents().len());

@@ -24,8 +24,8 @@
 //! the consumer's pace bounds it through a small channel.
 
 use super::keyspace::cut_points;
-use super::{From, ListOptions, ObjectSummary, Page, decode_listed, fetch_page, list_failure, list_objects};
-use crate::error::{ListError, S3Failure};
+use super::{From, ListOptions, ObjectSummary, Page, call, decode_listed, fetch_page, list_objects};
+use crate::error::ListError;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::EncodingType;
 use futures::stream::BoxStream;
@@ -231,19 +231,7 @@ async fn folder_cuts(shared: &Shared, parallelism: usize) -> Result<Vec<String>,
 
 /// The first page of folders directly under `folder`.
 async fn subfolders(shared: &Shared, folder: &str) -> Result<Vec<String>, ListError> {
-    if let Some(pages) = &shared.options.pages {
-        pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    let page = shared
-        .client
-        .list_objects_v2()
-        .bucket(&shared.bucket)
-        .prefix(folder)
-        .delimiter("/")
-        .encoding_type(EncodingType::Url)
-        .send()
-        .await
-        .map_err(|err| list_failure(&shared.bucket, folder, S3Failure::from_sdk(&err)))?;
+    let page = call(&shared.client, &shared.bucket, folder, &shared.options, |request| request.delimiter("/")).await?;
     let encoded = page.encoding_type() == Some(&EncodingType::Url);
     page.common_prefixes()
         .iter()

@@ -2,7 +2,7 @@
 //! batch while the listing goes on.
 
 use super::documents::{BatchItem, GenerateOutput, Manifest, RunInfo, put_json};
-use super::incremental::{self, Begin, IncrementalRun};
+use super::incremental::{self, IncrementalRun};
 use super::layout::{batches_key, manifest_key, output_key, run_info_key};
 use super::request::MergeRequest;
 use super::{MergeError, Requests, count, now_ms};
@@ -61,17 +61,7 @@ pub async fn generate_batches(
     if !request.incremental {
         return list_and_write(client, request, list_concurrency, None, started_at_ms, requests).await;
     }
-    let begin = Begin {
-        run_id: &request.run_id,
-        source_bucket: &request.source_bucket,
-        source_prefix: &request.source_prefix,
-        dest_bucket: &request.dest_bucket,
-        dest_prefix: &request.dest_prefix,
-        settle_seconds: request.settle_seconds,
-        takeover: request.takeover.as_deref(),
-        now_ms: started_at_ms,
-    };
-    let mut record = incremental::begin(client, &begin, &mut requests).await?;
+    let mut record = incremental::begin(client, request, started_at_ms, &mut requests).await?;
     match list_and_write(client, request, list_concurrency, Some(record.clone()), started_at_ms, requests).await {
         Ok(output) => Ok(output),
         Err(err) => {
@@ -116,12 +106,13 @@ async fn list_and_write(
         let batch = match listed.next().await.transpose()? {
             Some(object) => {
                 if let (Some(record), Some(modified)) = (&mut incremental, object.last_modified_ms) {
-                    if modified >= record.window.before_ms {
-                        record.deferred_files += 1;
-                        continue;
+                    let place = record.window.place(modified);
+                    match place {
+                        std::cmp::Ordering::Less => record.earlier_files += 1,
+                        std::cmp::Ordering::Greater => record.deferred_files += 1,
+                        std::cmp::Ordering::Equal => {}
                     }
-                    if modified < record.window.from_ms {
-                        record.earlier_files += 1;
+                    if place.is_ne() {
                         continue;
                     }
                 }

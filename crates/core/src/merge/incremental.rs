@@ -25,12 +25,14 @@
 //! outputs are then removed the same way.
 
 use super::documents::OutputEntry;
+use super::request::MergeRequest;
 use super::{MergeError, Requests, count};
 use crate::delete::delete_many;
-use crate::error::{GetError, PutError, S3Failure};
+use crate::error::GetError;
+use crate::fetch::get_object_with_etag;
 use crate::list::{ListOptions, list_objects};
+use crate::upload::put_bytes_if_unchanged;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -52,8 +54,16 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn holds(&self, last_modified_ms: u64) -> bool {
-        (self.from_ms..self.before_ms).contains(&last_modified_ms)
+    /// Where a file last modified at `ms` falls: `Less` merged by an earlier
+    /// run, `Equal` this run's, `Greater` left to a later run.
+    pub fn place(&self, last_modified_ms: u64) -> std::cmp::Ordering {
+        if last_modified_ms < self.from_ms {
+            std::cmp::Ordering::Less
+        } else if last_modified_ms < self.before_ms {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Greater
+        }
     }
 }
 
@@ -102,15 +112,9 @@ struct Versioned {
 }
 
 async fn read_state(client: &Client, bucket: &str, key: &str) -> Result<Versioned, MergeError> {
-    match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(object) => {
-            let etag = object.e_tag().map(str::to_owned);
-            let body = object.body.collect().await.map_err(|err| GetError::Body {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                message: err.to_string(),
-            })?;
-            let state = serde_json::from_slice(&body.into_bytes()).map_err(|err| MergeError::BadDocument {
+    match get_object_with_etag(client, bucket, key).await {
+        Ok((body, etag)) => {
+            let state = serde_json::from_slice(&body).map_err(|err| MergeError::BadDocument {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 what: "incremental state",
@@ -118,16 +122,9 @@ async fn read_state(client: &Client, bucket: &str, key: &str) -> Result<Versione
             })?;
             Ok(Versioned { state, etag })
         }
-        Err(err) => {
-            let failure = S3Failure::from_sdk(&err);
-            if failure.is_not_found() && !failure.is_no_such_bucket() {
-                Ok(Versioned { state: StreamState::default(), etag: None })
-            } else if failure.is_no_such_bucket() {
-                Err(GetError::NoSuchBucket { bucket: bucket.to_owned(), key: key.to_owned() }.into())
-            } else {
-                Err(GetError::Failed { bucket: bucket.to_owned(), key: key.to_owned(), failure }.into())
-            }
-        }
+        // No run of this stream yet.
+        Err(GetError::NoSuchKey { .. }) => Ok(Versioned { state: StreamState::default(), etag: None }),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -146,35 +143,7 @@ async fn write_state(
         what: "incremental state",
         reason: err.to_string(),
     })?;
-    let request = client.put_object().bucket(bucket).key(key).content_type("application/json");
-    let request = match read {
-        Some(etag) => request.if_match(etag),
-        None => request.if_none_match("*"),
-    };
-    match request.body(ByteStream::from(body)).send().await {
-        Ok(_) => Ok(true),
-        Err(err) => {
-            let failure = S3Failure::from_sdk(&err);
-            if failure.is_precondition_failed() || failure.code_is("ConditionalRequestConflict") {
-                Ok(false)
-            } else {
-                Err(PutError::Failed { bucket: bucket.to_owned(), key: key.to_owned(), step: "PutObject", failure }
-                    .into())
-            }
-        }
-    }
-}
-
-/// What [`begin`] needs to know of the run.
-pub(super) struct Begin<'a> {
-    pub run_id: &'a str,
-    pub source_bucket: &'a str,
-    pub source_prefix: &'a str,
-    pub dest_bucket: &'a str,
-    pub dest_prefix: &'a str,
-    pub settle_seconds: u64,
-    pub takeover: Option<&'a str>,
-    pub now_ms: u64,
+    Ok(put_bytes_if_unchanged(client, bucket, key, body, "application/json", read).await?)
 }
 
 /// Takes the stream's lock for the run and returns its window. A retried
@@ -182,11 +151,12 @@ pub(super) struct Begin<'a> {
 /// window.
 pub(super) async fn begin(
     client: &Client,
-    run: &Begin<'_>,
+    run: &MergeRequest,
+    now_ms: u64,
     requests: &mut Requests,
 ) -> Result<IncrementalRun, MergeError> {
-    let key = state_key(run.dest_prefix, run.source_bucket, run.source_prefix);
-    let bucket = run.dest_bucket;
+    let key = state_key(&run.dest_prefix, &run.source_bucket, &run.source_prefix);
+    let bucket = run.dest_bucket.as_str();
     count(requests, "GetObject", 1);
     let Versioned { mut state, etag } = read_state(client, bucket, &key).await?;
     let mut abandoned = None;
@@ -194,13 +164,13 @@ pub(super) async fn begin(
         if running.run_id == run.run_id {
             return Ok(IncrementalRun { state_key: key, window: running.window, ..IncrementalRun::default() });
         }
-        let expired = run.now_ms >= running.expires_at_ms;
-        if !expired && run.takeover != Some(running.run_id.as_str()) {
+        let expired = now_ms >= running.expires_at_ms;
+        if !expired && run.takeover.as_deref() != Some(running.run_id.as_str()) {
             return Err(in_progress(bucket, &key, running));
         }
         abandoned = Some(running.run_id.clone());
     }
-    if state.last_run.as_deref() == Some(run.run_id) {
+    if state.last_run.as_ref() == Some(&run.run_id) {
         return Err(MergeError::InvalidInput {
             field: "run_id",
             reason: format!(
@@ -211,14 +181,14 @@ pub(super) async fn begin(
         });
     }
     let from_ms = state.merged_before_ms;
-    let end = run.now_ms.saturating_sub(run.settle_seconds.saturating_mul(1000));
+    let end = now_ms.saturating_sub(run.settle_seconds.saturating_mul(1000));
     let window = Window { from_ms, before_ms: (end - end % 1000).max(from_ms) };
     state.source = format!("s3://{}/{}", run.source_bucket, run.source_prefix);
     state.destination = format!("s3://{}/{}", run.dest_bucket, run.dest_prefix);
     state.running = Some(RunningRun {
-        run_id: run.run_id.to_owned(),
-        started_at_ms: run.now_ms,
-        expires_at_ms: run.now_ms + LOCK_LEASE_MS,
+        run_id: run.run_id.clone(),
+        started_at_ms: now_ms,
+        expires_at_ms: now_ms + LOCK_LEASE_MS,
         window,
     });
     count(requests, "PutObject", 1);
@@ -327,11 +297,12 @@ mod tests {
 
     #[test]
     fn windows_are_half_open() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
         let w = Window { from_ms: 1_000, before_ms: 3_000 };
-        assert!(!w.holds(999));
-        assert!(w.holds(1_000));
-        assert!(w.holds(2_999));
-        assert!(!w.holds(3_000));
+        assert_eq!(w.place(999), Less);
+        assert_eq!(w.place(1_000), Equal);
+        assert_eq!(w.place(2_999), Equal);
+        assert_eq!(w.place(3_000), Greater);
     }
 
     #[test]

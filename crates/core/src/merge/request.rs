@@ -59,6 +59,23 @@ fn bool_field(input: &Value, field: &'static str) -> Result<bool, MergeError> {
     }
 }
 
+/// A whole number within `range`, or none; `expected` says what is wanted.
+fn number_field(
+    input: &Value,
+    field: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    expected: &str,
+) -> Result<Option<u64>, MergeError> {
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| invalid(field, format!("must be {expected}, got {value}"))),
+    }
+}
+
 fn bucket_field(input: &Value, field: &'static str) -> Result<String, MergeError> {
     let name = string_field(input, field, true)?.unwrap_or_default();
     crate::config::validate_bucket_name(field, &name).map_err(|err| invalid(field, err.to_string()))?;
@@ -73,19 +90,10 @@ impl MergeRequest {
         if !input.is_object() {
             return Err(invalid("(input)", format!("must be a JSON object, got {input}")));
         }
-        let batch_size = match input.get("batch_size") {
-            None | Some(Value::Null) => default_batch_size,
-            Some(value) => value
-                .as_u64()
-                .filter(|n| (1..=crate::config::MAX_BATCH_SIZE as u64).contains(n))
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| {
-                    invalid(
-                        "batch_size",
-                        format!("must be a whole number from 1 to {}, got {value}", crate::config::MAX_BATCH_SIZE),
-                    )
-                })?,
-        };
+        let max = crate::config::MAX_BATCH_SIZE;
+        let batch_size = number_field(input, "batch_size", 1..=max as u64, &format!("a whole number from 1 to {max}"))?
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(default_batch_size);
         let run_id = match string_field(input, "run_id", false)? {
             Some(id) => id,
             None => string_field(input, "execution_name", false)?.unwrap_or_else(|| fallback_run_id.to_owned()),
@@ -97,18 +105,10 @@ impl MergeRequest {
             return Err(invalid("run_id", format!("{run_id:?} must be 1-128 characters of A-Z a-z 0-9 - _ . : = @ +")));
         }
         let suffix = string_field(input, "suffix", false)?.unwrap_or_else(|| DEFAULT_SUFFIX.to_owned());
-        let target_bytes = match input.get("target_bytes") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(value.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-                invalid("target_bytes", format!("must be a whole number of bytes of at least 1, got {value}"))
-            })?),
-        };
-        let settle_seconds = match input.get("settle_seconds") {
-            None | Some(Value::Null) => DEFAULT_SETTLE_SECONDS,
-            Some(value) => value.as_u64().filter(|n| *n <= 86_400).ok_or_else(|| {
-                invalid("settle_seconds", format!("must be a whole number of seconds from 0 to 86400, got {value}"))
-            })?,
-        };
+        let target_bytes = number_field(input, "target_bytes", 1..=u64::MAX, "a whole number of bytes of at least 1")?;
+        let settle_seconds =
+            number_field(input, "settle_seconds", 0..=86_400, "a whole number of seconds from 0 to 86400")?
+                .unwrap_or(DEFAULT_SETTLE_SECONDS);
         let compression = match string_field(input, "compression", false)? {
             None => Compression::None,
             Some(name) => Compression::parse(&name)
