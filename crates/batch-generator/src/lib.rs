@@ -31,7 +31,9 @@ pub async fn handle(
 ) -> Result<GenerateOutput, HandlerError> {
     let request = MergeRequest::from_input(payload, config.batch_size, request_id)?;
     tracing::info!(run_id = %request.run_id, bucket = %request.source_bucket, prefix = %request.source_prefix, batch_size = request.batch_size, "listing");
-    let output = generate_batches(client, &request, config.list_concurrency).await?;
+    // Boxed: the step's future (listing, manifests, the incremental lock,
+    // the SDK's own futures) nests deeper than rustc lays out by default.
+    let output = Box::pin(generate_batches(client, &request, config.list_concurrency)).await?;
     tracing::info!(run_id = %output.run_id, total_files = output.total_files, total_batches = output.total_batches, "batches written");
     Ok(output)
 }
