@@ -35,6 +35,8 @@ SOURCE_BUCKET = "s3mm-demo-source"
 DEST_BUCKET = "s3mm-demo-archive"
 ROLE_NAME = "s3mm-local"
 STATE_MACHINE = "s3mm-csv-merge"
+# Where the moto edit below points the Map's ResultWriter.
+MOTO_MAP_RESULTS = "moto-map-results"
 HEADER = "date,city,amount\n"
 
 # The edits moto 5.2.5's ASL grammar forces on the definition, each
@@ -51,6 +53,12 @@ MOTO_EDITS = [
         "EXPRESS",
         "STANDARD",
         "moto's grammar accepts only STANDARD child executions (it runs the children as threads either way)",
+    ),
+    (
+        "States.MergeBatches.ResultWriter.Parameters",
+        {"Bucket.$": "$.dest_bucket", "Prefix.$": "$.map_results_prefix"},
+        {"Bucket": DEST_BUCKET, "Prefix": MOTO_MAP_RESULTS},
+        "moto evaluates the ResultWriter's paths on the Map's results, not on its input as AWS does, so fixed values stand in",
     ),
 ]
 
@@ -334,7 +342,17 @@ class LocalAws(Cases):
                 run["status"] == "SUCCEEDED" and run["items"]["succeeded"] == expected,
                 f"describe-map-run: {json.dumps(run)}; expected SUCCEEDED with {expected} items succeeded",
             )
-            return f"one map run, SUCCEEDED, {expected} items succeeded"
+            # The Map's ResultWriter: moto writes the export's manifest.json
+            # (not the result files) under {Prefix}/{map run id}/.
+            map_run_id = self.env["MAP_RUN_ARN"].rsplit(":", 1)[-1]
+            key = f"{MOTO_MAP_RESULTS}/{map_run_id}/manifest.json"
+            manifest = self.body(DEST_BUCKET, key)
+            expect(manifest is not None, f"no ResultWriter export s3://{DEST_BUCKET}/{key}")
+            expect(
+                json.loads(manifest).get("MapRunArn") == self.env["MAP_RUN_ARN"],
+                f"s3://{DEST_BUCKET}/{key} names another map run: {manifest[:300]!r}",
+            )
+            return f"one map run, SUCCEEDED, {expected} items succeeded; its results exported to s3://{DEST_BUCKET}/{key}"
 
         self.case("merge: the map run (list-map-runs, describe-map-run):", watch)
 

@@ -11,7 +11,14 @@
 // The one substitution: the interpreter has no Distributed Map, so the
 // Map's ItemReader becomes an ItemsPath over the items this runner reads
 // from local-s3 with the ItemReader's own Parameters, when the Map starts
-// (the execution runs as two segments split at the Map for that).
+// (the execution runs as two segments split at the Map for that), and its
+// ResultWriter is done by this runner too: the children's results are
+// exported under the ResultWriter's own Parameters in Step Functions'
+// layout (manifest.json, SUCCEEDED_0.json, FAILED_0.json).
+//
+// Lambda's part in a crash is played here as well: when a runtime process
+// this runner started dies mid-invocation, the invocation fails with
+// Runtime.ExitError, as Lambda answers, and a new process takes its place.
 //
 // Prints one line per check and a last line `N passed, M failed`; exits
 // non-zero on any failed check. Every process started here is stopped by
@@ -373,13 +380,22 @@ class Emulator {
     };
   }
 
-  /** Starts `count` runtime processes of binary `fn`. */
+  /**
+   * Starts `count` runtime processes of binary `fn`; `extraEnv` is an object
+   * or a function of the process's index. Returns the processes.
+   */
   startFunction(fn, count, extraEnv = {}, labelSuffix = '') {
-    for (let i = 0; i < count; i++) {
-      const label = `${fn}${labelSuffix}-${i}`;
-      const child = startProcess(label, binary(fn), [], { env: this.runtimeEnv(fn, label, extraEnv) });
-      this.fleet.push(child);
-    }
+    const processes = [];
+    for (let i = 0; i < count; i++) processes.push(this.startOne(fn, i, extraEnv, labelSuffix));
+    return processes;
+  }
+
+  startOne(fn, i, extraEnv = {}, labelSuffix = '') {
+    const label = `${fn}${labelSuffix}-${i}`;
+    const env = typeof extraEnv === 'function' ? extraEnv(i) : extraEnv;
+    const child = startProcess(label, binary(fn), [], { env: this.runtimeEnv(fn, label, env) });
+    this.fleet.push(child);
+    return child;
   }
 
   async stopFleet() {
@@ -401,13 +417,21 @@ class Emulator {
   }
 
   /** The Lambda Invoke API; resolves with the payload or throws the function's error. */
-  async invoke(fn, payload) {
+  async invoke(fn, payload, signal) {
     const s = this.stat(fn);
     s.invocations++;
     s.inFlight++;
     s.maxInFlight = Math.max(s.maxInFlight, s.inFlight);
     try {
-      const { status, body } = await this.post(`/2015-03-31/functions/${encodeURIComponent(fn)}/invocations`, payload);
+      let answer;
+      try {
+        answer = await this.post(`/2015-03-31/functions/${encodeURIComponent(fn)}/invocations`, payload, signal);
+      } catch (err) {
+        // Aborted by Machine.crash: the error Lambda gives when the process died.
+        if (signal?.aborted && err === signal.reason) s.errors[err.name] = (s.errors[err.name] ?? 0) + 1;
+        throw err;
+      }
+      const { status, body } = answer;
       let parsed;
       try {
         parsed = body.length ? JSON.parse(body) : null;
@@ -436,7 +460,7 @@ class Emulator {
     }
   }
 
-  post(pathName, payload) {
+  post(pathName, payload, signal) {
     const data = Buffer.from(JSON.stringify(payload));
     return new Promise((resolve, reject) => {
       const req = http.request(
@@ -456,6 +480,14 @@ class Emulator {
         },
       );
       req.on('error', reject);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          reject(signal.reason);
+          req.destroy();
+        },
+        { once: true },
+      );
       req.end(data);
     });
   }
@@ -535,6 +567,10 @@ function splitAtItemReader(definition) {
   const rewrittenMap = rewritten.States[mapName];
   delete rewrittenMap.ItemReader;
   rewrittenMap.ItemsPath = '$$.ItemReader.Items';
+  delete rewrittenMap.ResultWriter;
+  if (map.ResultWriter && map.ResultWriter.Resource !== 'arn:aws:states:::s3:putObject') {
+    throw new Error(`${mapName}: the runner exports results only with s3:putObject`);
+  }
 
   const headNames = reachable(definition.States, definition.StartAt, mapName);
   const head = { StartAt: definition.StartAt, States: {} };
@@ -550,7 +586,7 @@ function splitAtItemReader(definition) {
   }
   const tail = { StartAt: mapName, States: {} };
   for (const name of reachable(rewritten.States, mapName, null)) tail.States[name] = rewritten.States[name];
-  return { mapName, itemReader: map.ItemReader, head, tail, rewritten };
+  return { mapName, itemReader: map.ItemReader, resultWriter: map.ResultWriter ?? null, head, tail, rewritten };
 }
 
 function collectTasks(states, out = []) {
@@ -577,6 +613,15 @@ class Machine {
     // attempt); may throw to simulate a Lambda service error.
     this.beforeInvoke = null;
     this.attempts = new Map();
+    // Invocations in flight by attempt key, so crash() can fail one.
+    this.inflight = new Map();
+  }
+
+  /** Fails the invocation in flight under `key` with `error`, as Lambda does when its process dies. */
+  crash(key, error) {
+    const controller = this.inflight.get(key);
+    if (!controller) throw new Error(`no invocation in flight for ${key}`);
+    controller.abort(error);
   }
 
   handlers() {
@@ -592,7 +637,14 @@ class Machine {
         const attempt = (this.attempts.get(key) ?? 0) + 1;
         this.attempts.set(key, attempt);
         if (this.beforeInvoke) await this.beforeInvoke(name, fn, input.Payload, attempt);
-        const payload = await this.emulator.invoke(fn, input.Payload);
+        const controller = new AbortController();
+        this.inflight.set(key, controller);
+        let payload;
+        try {
+          payload = await this.emulator.invoke(fn, input.Payload, controller.signal);
+        } finally {
+          this.inflight.delete(key);
+        }
         return {
           ExecutedVersion: '$LATEST',
           Payload: payload,
@@ -605,13 +657,53 @@ class Machine {
     return handlers;
   }
 
-  /** Evaluates the ItemReader's Parameters with the interpreter itself (a one-state Pass machine). */
-  async readerParameters(mapInput, context) {
-    const probe = new StateMachine({
-      StartAt: 'P',
-      States: { P: { Type: 'Pass', Parameters: this.split.itemReader.Parameters, End: true } },
-    });
+  /** Evaluates an ItemReader's or ResultWriter's Parameters with the interpreter itself (a one-state Pass machine). */
+  async evaluateParameters(parameters, mapInput, context) {
+    const probe = new StateMachine({ StartAt: 'P', States: { P: { Type: 'Pass', Parameters: parameters, End: true } } });
     return probe.run(mapInput, { context }).result;
+  }
+
+  /**
+   * What Step Functions' ResultWriter writes when the Map ends: under
+   * {Prefix}/{map run id}/, the children by status in SUCCEEDED_0.json and
+   * FAILED_0.json, and manifest.json naming them. Resolves with the
+   * ResultWriterDetails the Map would output.
+   */
+  async exportResults(mapInput, context, items, iterations) {
+    const { Bucket, Prefix } = await this.evaluateParameters(this.split.resultWriter.Parameters, mapInput, context);
+    const mapRunId = crypto.randomUUID();
+    const base = `${Prefix}/${mapRunId}/`;
+    const children = { SUCCEEDED: [], FAILED: [] };
+    items.forEach((item, index) => {
+      const it = iterations.get(index);
+      const name = `${mapRunId}:${index}`;
+      const child = {
+        ExecutionArn: `arn:aws:states:${REGION}:${ACCOUNT}:express:${STATE_MACHINE_NAME}/${this.split.mapName}:${name}`,
+        Name: name,
+        Input: JSON.stringify(item),
+        InputDetails: { Included: true },
+        Status: it?.status ?? 'FAILED',
+      };
+      if (it?.status === 'SUCCEEDED') Object.assign(child, { Output: JSON.stringify(it.output), OutputDetails: { Included: true } });
+      else Object.assign(child, { Error: it?.error ?? 'States.Runtime', Cause: String(it?.cause ?? 'the runner saw no end of this child') });
+      children[child.Status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED'].push(child);
+    });
+    const resultFiles = { FAILED: [], PENDING: [], SUCCEEDED: [] };
+    for (const [status, list] of Object.entries(children)) {
+      if (!list.length) continue;
+      const Key = `${base}${status}_0.json`;
+      const body = JSON.stringify(list);
+      await this.s3.send(new PutObjectCommand({ Bucket, Key, Body: body, ContentType: 'application/json' }));
+      resultFiles[status].push({ Key, Size: Buffer.byteLength(body) });
+    }
+    const manifest = {
+      DestinationBucket: Bucket,
+      MapRunArn: `arn:aws:states:${REGION}:${ACCOUNT}:mapRun:${STATE_MACHINE_NAME}/${this.split.mapName}:${mapRunId}`,
+      ResultFiles: resultFiles,
+    };
+    const Key = `${base}manifest.json`;
+    await this.s3.send(new PutObjectCommand({ Bucket, Key, Body: JSON.stringify(manifest), ContentType: 'application/json' }));
+    return { Bucket, Key };
   }
 
   /**
@@ -630,12 +722,15 @@ class Machine {
     };
     const overrides = { taskResourceLocalHandlers: this.handlers() };
     const retried = {};
+    const iterations = new Map();
     const run = async (definition, segmentInput, segmentContext) => {
       const machine = new StateMachine(definition);
       const execution = machine.run(segmentInput, { overrides, context: segmentContext });
       const events = (async () => {
         for await (const event of execution.eventLogs) {
           if (event.type === 'StateRetried') retried[event.state.name] = (retried[event.state.name] ?? 0) + 1;
+          if (event.type === 'MapIterationSucceeded') iterations.set(event.index, { status: 'SUCCEEDED', output: event.output });
+          if (event.type === 'MapIterationFailed') iterations.set(event.index, { status: 'FAILED', error: event.Error, cause: event.Cause });
         }
       })();
       let timer;
@@ -654,11 +749,21 @@ class Machine {
     };
     try {
       const mapInput = await run(this.split.head, input, context);
-      const { Bucket, Key } = await this.readerParameters(mapInput, context);
+      const { Bucket, Key } = await this.evaluateParameters(this.split.itemReader.Parameters, mapInput, context);
       const items = JSON.parse((await getText(this.s3, Bucket, Key)).toString('utf8'));
       if (!Array.isArray(items)) throw new Error(`s3://${Bucket}/${Key} is not a JSON array`);
-      const output = await run(this.split.tail, mapInput, { ...context, ItemReader: { Items: items } });
-      return { status: 'SUCCEEDED', output, retried, items, mapInput };
+      let output;
+      let failure;
+      try {
+        output = await run(this.split.tail, mapInput, { ...context, ItemReader: { Items: items } });
+      } catch (err) {
+        failure = err;
+      }
+      // The export happens when the Map ends, whatever follows it.
+      const resultWriterDetails =
+        this.split.resultWriter && iterations.size > 0 ? await this.exportResults(mapInput, context, items, iterations) : null;
+      if (failure) throw failure;
+      return { status: 'SUCCEEDED', output, retried, items, mapInput, resultWriterDetails };
     } catch (err) {
       if (err instanceof ExecutionError) {
         return { status: 'FAILED', error: err.cause?.name, cause: err.cause?.message, retried };
@@ -946,6 +1051,7 @@ async function verifyRun(s3, runName, entries, exec, label) {
     `${label}: batch-generator output has the contract's fields and ${expected.length} batches`,
     gen && gen.run_id === runName && gen.run_prefix === runPrefix && gen.total_files === FILES &&
       gen.total_batches === expected.length && gen.batches_key === `${runPrefix}_manifests/batches.json` &&
+      gen.map_results_prefix === `${runPrefix}_map` &&
       gen.single_output === true && gen.delete_sources === false,
     JSON.stringify(gen),
   );
@@ -958,6 +1064,25 @@ async function verifyRun(s3, runName, entries, exec, label) {
         it.file_count === Math.min(BATCH_SIZE, FILES - k * BATCH_SIZE),
     );
   check(`${label}: batches.json holds {batch_id, manifest_key, output_key, file_count} per batch`, itemsOk, JSON.stringify(exec.items[0]));
+
+  // The Map's ResultWriter: one SUCCEEDED child per batch, under the run's prefix.
+  let exported = null;
+  try {
+    const details = exec.resultWriterDetails;
+    const manifest = JSON.parse((await getText(s3, details.Bucket, details.Key)).toString('utf8'));
+    const succeeded = [];
+    for (const file of manifest.ResultFiles.SUCCEEDED) succeeded.push(...JSON.parse((await getText(s3, details.Bucket, file.Key)).toString('utf8')));
+    exported = { details, manifest, ids: succeeded.map((c) => JSON.parse(c.Output).batch_id).sort((a, b) => a - b) };
+  } catch (err) {
+    exported = { error: err.message };
+  }
+  check(
+    `${label}: the Map's results are exported under ${runPrefix}_map/ (ResultWriter), one SUCCEEDED child per batch`,
+    exported.details?.Bucket === DST && new RegExp(`^${runPrefix}_map/[0-9a-f-]{36}/manifest\\.json$`).test(exported.details?.Key) &&
+      exported.manifest.ResultFiles.FAILED.length === 0 &&
+      exported.ids.length === exec.items.length && exported.ids.every((id, k) => id === k),
+    JSON.stringify({ ...exported, ids: exported.ids?.length }).slice(0, 400),
+  );
 
   const bodies = [];
   let wrong = [];
@@ -1031,6 +1156,7 @@ async function main() {
   const emulator = await Emulator.start();
   log(`cargo lambda watch --only-lambda-apis on 127.0.0.1:${emulator.port} (${elapsed(t0)})`);
 
+  // mergerEnv: an object, or a function of the csv-merger's index.
   const fleet = (endpoint, mergerEnv = {}) => {
     const env = { AWS_ENDPOINT_URL: endpoint };
     emulator.startFunction('mover', 2, {
@@ -1043,7 +1169,8 @@ async function main() {
     });
     emulator.startFunction('batch-generator', 1, { ...env, BATCH_SIZE: '1000' });
     emulator.startFunction('results-aggregator', 1, { ...env, FETCH_CONCURRENCY: '32' });
-    emulator.startFunction('csv-merger', MERGERS, { ...env, FETCH_CONCURRENCY: '64', ...mergerEnv });
+    const merger = (i) => ({ ...env, FETCH_CONCURRENCY: '64', ...(typeof mergerEnv === 'function' ? mergerEnv(i) : mergerEnv) });
+    return emulator.startFunction('csv-merger', MERGERS, merger);
   };
   fleet(server.endpoint);
   await sleep(1500);
@@ -1118,14 +1245,51 @@ async function main() {
   s3 = s3Client(server.endpoint);
   machine.s3 = s3;
   const refusedBatches = new Set();
-  const proxy = await startS3Proxy(server.endpoint, (method, url) => {
+  const refuseManifest = (method, url) => {
     const m = method === 'GET' && /\/e2e-faults\/_manifests\/batch-(\d+)\.json/.exec(url);
     if (!m || Number(m[1]) % 5 !== 3) return false;
     const refuse = machine.attempts.get(`MergeBatch:${Number(m[1])}:e2e-faults`) === 1;
     if (refuse) refusedBatches.add(Number(m[1]));
     return refuse;
-  });
-  fleet(server.endpoint, { AWS_ENDPOINT_URL: proxy.endpoint, AWS_MAX_ATTEMPTS: '3' });
+  };
+  // One csv-merger is SIGKILLed mid-batch: the one that reads KILL_BATCH's
+  // manifest, once it has asked for KILL_AFTER of that batch's sources. Each
+  // csv-merger has its own proxy, so a request names the process that made it.
+  const KILL_BATCH = 2; // neither refused (id % 5 == 3) nor throttled (id % 10 == 0)
+  const KILL_AFTER = 20;
+  const kill = { done: null, gets: 0, signal: null, resultBefore: null, attempts: 0 };
+  const mergers = [];
+  const serving = [];
+  const killMerger = async (i) => {
+    const victim = mergers[i];
+    victim.stopping = true; // not a crash of its own: the finally block leaves it out
+    const gone = new Promise((resolve) => victim.once('exit', resolve));
+    process.kill(-victim.pid, 'SIGKILL');
+    await gone;
+    kill.signal = victim.exitInfo;
+    kill.resultBefore = await exists(s3, DST, `merged-csvs/e2e-faults/_results/batch-${String(KILL_BATCH).padStart(5, '0')}.json`);
+    machine.crash(
+      `MergeBatch:${KILL_BATCH}:e2e-faults`,
+      functionError({ errorType: 'Runtime.ExitError', errorMessage: `RequestId: e2e Error: Runtime exited with error: ${victim.exitInfo}` }),
+    );
+    // Lambda starts a new execution environment for the next invocation.
+    mergers[i] = emulator.startOne('csv-merger', i, mergerEnvFor(i), '-restarted');
+  };
+  const observe = (i) => (method, url) => {
+    const manifest = method === 'GET' && /\/e2e-faults\/_manifests\/batch-(\d+)\.json/.exec(url);
+    if (manifest) serving[i] = Number(manifest[1]);
+    if (!kill.done && serving[i] === KILL_BATCH && method === 'GET' && url.startsWith(`/${SRC}/csvs/`) && ++kill.gets === KILL_AFTER) {
+      kill.done = killMerger(i).catch((err) => {
+        kill.error = err;
+      });
+      return true;
+    }
+    return refuseManifest(method, url);
+  };
+  const proxies = [];
+  for (let i = 0; i < MERGERS; i++) proxies.push(await startS3Proxy(server.endpoint, observe(i)));
+  const mergerEnvFor = (i) => ({ AWS_ENDPOINT_URL: proxies[i].endpoint, AWS_MAX_ATTEMPTS: '3' });
+  mergers.push(...fleet(server.endpoint, mergerEnvFor));
   await sleep(1500);
   check('every Lambda runtime process restarts against the faulty local-s3', emulator.deadFunctions().length === 0,
     emulator.deadFunctions().map((c) => `${c.label} ${c.exitInfo}`).join('; '));
@@ -1143,6 +1307,7 @@ async function main() {
   const run2 = await machine.execute('e2e-faults', input('e2e-faults'));
   const run2Secs = elapsed(t);
   machine.beforeInvoke = null;
+  await kill.done;
   const stats2 = structuredClone(emulator.stats);
   log(`fault run: ${run2Secs}; invocations ${JSON.stringify(stats2)}; retries ${JSON.stringify(run2.retried)}`);
   const faulty = await verifyRun(s3, 'e2e-faults', entries, run2, 'fault run');
@@ -1165,8 +1330,15 @@ async function main() {
     throttles > 0 && (run2.retried?.MergeBatch ?? 0) >= throttles,
     `${throttles} throttles, MergeBatch retried ${run2.retried?.MergeBatch ?? 0} times`,
   );
+  check(
+    `fault run: a csv-merger SIGKILLed mid-batch (after ${KILL_AFTER} of batch ${KILL_BATCH}'s source GETs) failed as Runtime.ExitError and was retried to completion`,
+    kill.done !== null && !kill.error && kill.signal === 'signal SIGKILL' && kill.resultBefore === false &&
+      (stats2['csv-merger']?.errors?.['Runtime.ExitError'] ?? 0) === 1 &&
+      machine.attempts.get(`MergeBatch:${KILL_BATCH}:e2e-faults`) >= 2,
+    JSON.stringify({ ...kill, done: kill.done !== null, error: kill.error?.message, attempts: machine.attempts.get(`MergeBatch:${KILL_BATCH}:e2e-faults`) }),
+  );
   await emulator.stopFleet();
-  await proxy.close();
+  await Promise.all(proxies.map((p) => p.close()));
   const counters2 = await server.stop();
   const injected = counters2?.faults ?? {};
   const faultCount = typeof injected === 'number' ? injected : Object.values(injected).reduce((a, b) => a + (Number(b) || 0), 0);

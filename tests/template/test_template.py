@@ -73,6 +73,7 @@ S3_OBJECT_ACTIONS = {
     "s3:PutObjectTagging",
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
 }
 S3_BUCKET_ACTIONS = {"s3:ListBucket"}
 
@@ -150,6 +151,9 @@ NEEDED_S3 = {
     },
     "CsvMergeStateMachine": {
         ("s3:GetObject", MERGE_DST): "the Distributed Map's ItemReader reads batches.json",
+        ("s3:PutObject", MERGE_DST): "the Distributed Map's ResultWriter exports the children's results",
+        ("s3:ListMultipartUploadParts", MERGE_DST): "the ResultWriter's export may be a multipart upload",
+        ("s3:AbortMultipartUpload", MERGE_DST): "the ResultWriter aborts a failed multipart export",
     },
 }
 

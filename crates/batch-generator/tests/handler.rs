@@ -21,6 +21,7 @@ async fn output_holds_counts_and_one_key_never_key_lists() {
     assert_eq!(output.run_id, "exec-42");
     assert_eq!((output.total_files, output.total_batches), (2_345, 3));
     assert_eq!(output.batches_key, "merged-csvs/exec-42/_manifests/batches.json");
+    assert_eq!(output.map_results_prefix, "merged-csvs/exec-42/_map");
     let json = serde_json::to_string(&output).expect("json");
     assert!(json.len() < 1024, "output does not grow with files: {json}");
     let items: serde_json::Value =

@@ -23,6 +23,9 @@ pub struct GenerateOutput {
     pub total_files: u64,
     pub total_batches: u64,
     pub batches_key: String,
+    /// The Map's ResultWriter Prefix: with it the Map's result is not held
+    /// in the execution (where 256 KiB caps it at ~4,500 batches).
+    pub map_results_prefix: String,
     pub batch_size: usize,
     pub single_output: bool,
     pub delete_sources: bool,

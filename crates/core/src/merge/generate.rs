@@ -3,7 +3,7 @@
 
 use super::documents::{BatchItem, GenerateOutput, Manifest, RunInfo, put_json};
 use super::incremental::{self, IncrementalRun};
-use super::layout::{batches_key, manifest_key, output_key, run_info_key};
+use super::layout::{batches_key, manifest_key, map_results_prefix, output_key, run_info_key};
 use super::request::MergeRequest;
 use super::{MergeError, Requests, count, now_ms};
 use crate::csv_merge::CsvMerger;
@@ -195,6 +195,7 @@ async fn list_and_write(
         source_prefix: request.source_prefix.clone(),
         dest_bucket: request.dest_bucket.clone(),
         dest_prefix: request.dest_prefix.clone(),
+        map_results_prefix: map_results_prefix(&run_prefix),
         run_prefix,
         total_files,
         total_batches,

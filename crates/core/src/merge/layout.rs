@@ -11,6 +11,13 @@ pub fn batches_key(run_prefix: &str) -> String {
     format!("{run_prefix}_manifests/batches.json")
 }
 
+/// Where the Distributed Map exports its children's results (its
+/// ResultWriter's Prefix; Step Functions adds `/{map run id}/`). No slash at
+/// the end, or the export's keys would hold `//`.
+pub fn map_results_prefix(run_prefix: &str) -> String {
+    format!("{run_prefix}_map")
+}
+
 pub fn run_info_key(run_prefix: &str) -> String {
     format!("{run_prefix}_manifests/run.json")
 }

@@ -29,7 +29,9 @@ pub use documents::{
 };
 pub use generate::generate_batches;
 pub use incremental::{DEFAULT_SETTLE_SECONDS, IncrementalRun, LOCK_LEASE_MS, StreamState, Window, state_key};
-pub use layout::{batches_key, manifest_key, merged_key, output_key, report_key, result_key, run_info_key};
+pub use layout::{
+    batches_key, manifest_key, map_results_prefix, merged_key, output_key, report_key, result_key, run_info_key,
+};
 pub use output::Compression;
 pub use request::{DEFAULT_SUFFIX, MergeRequest};
 
