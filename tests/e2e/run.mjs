@@ -862,7 +862,8 @@ async function moverPhase(emulator, s3) {
   log('mover: sample events and a burst of S3 notifications through the emulator');
   for (const bucket of [MOVER_SRC, MOVER_DST]) await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const landed = `archive/daily report São Paulo.csv`;
-  for (const file of ['mover-s3-put.json', 'mover-sqs.json', 'mover-eventbridge.json']) {
+  const batchFiles = ['mover-batch-operations-1.0.json', 'mover-batch-operations-2.0.json'];
+  for (const file of ['mover-s3-put.json', 'mover-sqs.json', 'mover-eventbridge.json', ...batchFiles]) {
     await s3.send(new PutObjectCommand({ Bucket: MOVER_SRC, Key: SAMPLE_KEY, Body: SAMPLE_BODY }));
     const event = JSON.parse(fs.readFileSync(path.join(ROOT, 'events', file), 'utf8'));
     let answer;
@@ -875,9 +876,14 @@ async function moverPhase(emulator, s3) {
     const body = error ? null : (await getText(s3, MOVER_DST, landed).catch(() => null))?.toString('utf8');
     const sourceGone = !(await exists(s3, MOVER_SRC, SAMPLE_KEY));
     const sqsOk = file !== 'mover-sqs.json' || (Array.isArray(answer?.batchItemFailures) && answer.batchItemFailures.length === 0);
+    // S3 Batch Operations reads each task's resultCode.
+    const batchOk =
+      !batchFiles.includes(file) ||
+      (answer?.invocationId === event.invocationId && answer?.results?.length === 1 &&
+        answer.results[0].taskId === event.tasks[0].taskId && answer.results[0].resultCode === 'Succeeded');
     check(
       `mover: events/${file} moves the sample object byte for byte`,
-      !error && body === SAMPLE_BODY && sourceGone && sqsOk,
+      !error && body === SAMPLE_BODY && sourceGone && sqsOk && batchOk,
       error ? `${error.name}: ${error.message}` : `source gone: ${sourceGone}, answer ${JSON.stringify(answer)}`,
     );
     await s3.send(new DeleteObjectCommand({ Bucket: MOVER_DST, Key: landed }));

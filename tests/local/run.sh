@@ -104,13 +104,14 @@ check "a wrong event: names MoverFunction and mover-sqs.json" \
   "$(grep -qE '^FAIL MoverFunction +mover-sqs\.json .*batchItemFailures' "$out" && echo 1 || echo 0)" \
   "$(grep -E '^FAIL' "$out" | head -n 1 | cut -c1-160)"
 invocations_ok="$(grep '^ok ' "$out" | grep -vc ' start-lambda ' || true)"
-check "a wrong event: the five other invocations pass" "$([ "$invocations_ok" = 5 ] && echo 1 || echo 0)" "$invocations_ok ok"
+check "a wrong event: the seven other invocations pass" "$([ "$invocations_ok" = 7 ] && echo 1 || echo 0)" "$invocations_ok ok"
 nothing_left sam-wrong
 
 echo "== sam-local-invoke.sh"
 run sam-good scripts/sam-local-invoke.sh
 check "exits 0" "$([ "$status" = 0 ] && echo 1 || echo 0)" "exit $status; log $out"
 for fn in 'MoverFunction +mover-s3-put' 'MoverFunction +mover-sqs' 'MoverFunction +mover-eventbridge' \
+  'MoverFunction +mover-batch-operations-1.0' 'MoverFunction +mover-batch-operations-2.0' \
   'BatchGeneratorFunction' 'CsvMergerFunction' 'ResultsAggregatorFunction' 'MoverFunction +start-lambda'; do
   check "one ok line: $fn" "$(grep -qE "^ok +$fn" "$out" && echo 1 || echo 0)"
 done

@@ -74,6 +74,7 @@ S3_OBJECT_ACTIONS = {
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
+    "s3:GetObjectVersion",
 }
 S3_BUCKET_ACTIONS = {"s3:ListBucket"}
 
@@ -88,6 +89,7 @@ SRC = "SourceBucketName"
 DST = "DestBucketName"
 MERGE_SRC = "MergeSourceBucketName|SourceBucketName"
 MERGE_DST = "MergeDestBucketName|DestBucketName"
+BACKFILL = "BackfillBucketName|DestBucketName"
 
 S3_ARN = "arn:${AWS::Partition}:s3:::"
 
@@ -149,6 +151,11 @@ NEEDED_S3 = {
         ("s3:AbortMultipartUpload", MERGE_DST): "AbortMultipartUpload of a failed merged.csv",
         ("s3:DeleteObject", MERGE_SRC): "DeleteObjects of the merged sources (delete_sources)",
     },
+    "BatchOperationsRole": {
+        ("s3:GetObject", BACKFILL): "S3 Batch Operations reads the backfill manifest",
+        ("s3:GetObjectVersion", BACKFILL): "a manifest named by version (JobManifestLocation.ObjectVersionId)",
+        ("s3:PutObject", BACKFILL): "S3 Batch Operations writes the completion report",
+    },
     "CsvMergeStateMachine": {
         ("s3:GetObject", MERGE_DST): "the Distributed Map's ItemReader reads batches.json",
         ("s3:PutObject", MERGE_DST): "the Distributed Map's ResultWriter exports the children's results",
@@ -164,6 +171,7 @@ REQUIRED_OWNERS = {
     "ResultsAggregatorFunction",
     "CsvMergeStateMachine",
     "MergeScheduleRole",
+    "BatchOperationsRole",
 }
 
 

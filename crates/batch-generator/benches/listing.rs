@@ -92,11 +92,15 @@ fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64
         "secret_key": server.secret_key(), "bucket": bucket, "run_id": run_id, "list_concurrency": list_concurrency});
     let exe = std::env::current_exe().expect("bench executable");
     let before = server.counters().get("ListObjectsV2").copied().unwrap_or(0);
+    // This process is local-s3 while the child runs: its CPU is the server's.
+    let server_cpu_before = cpu_seconds();
     let output = Command::new(exe).env(CHILD, spec.to_string()).output().expect("child runs");
+    let server_cpu = cpu_seconds() - server_cpu_before;
     assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stderr));
     let mut result: Value = serde_json::from_slice(&output.stdout).expect("child's JSON");
     let calls = server.counters().get("ListObjectsV2").copied().unwrap_or(0) - before;
     result["list_calls"] = json!(calls);
+    result["server_cpu_seconds"] = json!((server_cpu * 100.0).round() / 100.0);
     result
 }
 
@@ -153,8 +157,18 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = Vec::new();
     println!(
-        "{:<11} {:>9} {:>10} {:>10} {:>7} {:>11} {:>11} {:>11} {:>9}",
-        "shape", "keys", "serial s", "parallel s", "ratio", "serial calls", "par. calls", "RSS MiB", "RSS small"
+        "{:<11} {:>9} {:>10} {:>10} {:>7} {:>11} {:>11} {:>11} {:>9} {:>11} {:>11}",
+        "shape",
+        "keys",
+        "serial s",
+        "parallel s",
+        "ratio",
+        "serial calls",
+        "par. calls",
+        "RSS MiB",
+        "RSS small",
+        "client CPU",
+        "server CPU"
     );
     for shape in wanted.split(',').filter(|s| !s.is_empty()) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -174,7 +188,7 @@ fn main() {
         let seconds = |v: &Value| v["seconds"].as_f64().unwrap_or(f64::NAN);
         let ratio = seconds(&serial) / seconds(&parallel);
         println!(
-            "{:<11} {:>9} {:>10.2} {:>10.2} {:>6.1}× {:>11} {:>11} {:>11.1} {:>9.1}",
+            "{:<11} {:>9} {:>10.2} {:>10.2} {:>6.1}× {:>11} {:>11} {:>11.1} {:>9.1} {:>10.2}s {:>10.2}s",
             shape,
             keys,
             seconds(&serial),
@@ -184,6 +198,8 @@ fn main() {
             parallel["list_calls"],
             parallel["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
             parallel_small["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            parallel["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
+            parallel["server_cpu_seconds"].as_f64().unwrap_or(f64::NAN),
         );
         rows.push(json!({"shape": shape, "keys": keys, "small_keys": small, "serial": serial,
             "parallel": parallel, "parallel_small": parallel_small, "speedup": ratio}));

@@ -1,9 +1,11 @@
 //! The `s3mm` command: the same jobs the Lambdas do, from a shell, against
 //! any S3 endpoint — `merge` a prefix of CSVs, `move` (sweep) a prefix with
-//! the mover's rules — plus `demo`, the whole system on a local S3 with no
-//! AWS account, `serve`, that local S3 for manual use, and `cost`, what the
-//! jobs cost on AWS from a dated price table.
+//! the mover's rules, `backfill` a prefix through S3 Batch Operations — plus
+//! `demo`, the whole system on a local S3 with no AWS account, `serve`, that
+//! local S3 for manual use, and `cost`, what the jobs cost on AWS from a dated
+//! price table.
 
+pub mod backfill;
 pub mod demo;
 pub mod pipeline;
 pub mod s3url;
@@ -12,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use s3mm_core::client::{ClientSettings, load_client_for};
 use s3mm_core::cost::{self, Architecture, Estimate, MergeAssumptions, MoverAssumptions};
-use s3url::S3Url;
+use s3url::{S3ObjectUrl, S3Url};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -109,6 +111,33 @@ pub enum Command {
         /// Objects moved at once.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
         concurrency: u64,
+    },
+    /// Write an S3 Batch Operations manifest of every object under a prefix and
+    /// print the create-job command that moves them with the deployed mover.
+    Backfill {
+        /// s3://bucket/prefix/ whose objects to move (the mover's source bucket).
+        source: S3Url,
+        /// s3://bucket/key.csv to write the manifest to (under the stack's BackfillLocation).
+        #[arg(long, value_name = "S3_URL")]
+        manifest: S3ObjectUrl,
+        /// s3://bucket/prefix/ for the job's completion report (under the stack's BackfillLocation).
+        #[arg(long, value_name = "S3_URL")]
+        report: S3Url,
+        /// The stack `sam deploy` made: the command reads the mover's and the role's ARNs from its outputs.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
+        /// The mover's ARN (instead of --stack).
+        #[arg(long, value_name = "ARN")]
+        function_arn: Option<String>,
+        /// The Batch Operations role's ARN (instead of --stack; output BatchOperationsRoleArn).
+        #[arg(long, value_name = "ARN")]
+        role_arn: Option<String>,
+        /// The account the job runs in (default: the role's, or the caller's with --stack).
+        #[arg(long, value_name = "ID")]
+        account_id: Option<String>,
+        /// ListObjectsV2 calls in flight while listing the source.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        list_concurrency: u64,
     },
     /// Serve the local S3 (for manual use, scripts and cargo lambda).
     Serve {
@@ -281,6 +310,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             }
             let failed = tally.failed > 0;
             Ok(Finished { json: serde_json::to_value(&tally)?, text, failed })
+        }
+        Command::Backfill { source, manifest, report, stack, function_arn, role_arn, account_id, list_concurrency } => {
+            let client =
+                load_client_for(&ClientSettings::from_env(), global.profile.as_deref(), global.endpoint_url.as_deref())
+                    .await;
+            let targets = backfill::BackfillTargets { stack, function_arn, role_arn, account_id };
+            let plan = backfill::backfill(
+                &client,
+                &source,
+                &manifest,
+                &report,
+                &targets,
+                usize::try_from(list_concurrency)?,
+                &progress(global),
+            )
+            .await?;
+            let text = format!(
+                "{} objects ({} bytes) under {} listed into {} (ETag {}).\n\
+                 Submit the S3 Batch Operations job that moves them with the mover:\n\n{}\n\n\
+                 The completion report goes under {}.\n",
+                plan.objects, plan.bytes, plan.source, plan.manifest.url, plan.manifest.etag, plan.command, plan.report
+            );
+            Ok(Finished { json: serde_json::to_value(&plan)?, text, failed: false })
         }
         Command::Serve { root, port, latency_ms, fault_rate } => {
             anyhow::ensure!((0.0..=1.0).contains(&fault_rate), "--fault-rate {fault_rate} must be from 0 to 1");

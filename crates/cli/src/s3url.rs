@@ -10,10 +10,19 @@ pub struct S3Url {
     pub prefix: String,
 }
 
+/// `s3://bucket/key`: one object (a manifest to write, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3ObjectUrl {
+    pub bucket: String,
+    pub key: String,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum S3UrlError {
     #[error("{url:?} is not an S3 URL: expected s3://bucket/prefix/")]
     NotS3 { url: String },
+    #[error("{url:?} names no object: expected s3://bucket/key (a key not ending with /)")]
+    NotAnObject { url: String },
     #[error("bucket {bucket:?} {reason}")]
     BadBucket { url: String, bucket: String, reason: String },
 }
@@ -40,6 +49,25 @@ impl FromStr for S3Url {
     }
 }
 
+impl FromStr for S3ObjectUrl {
+    type Err = S3UrlError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let folder: S3Url = url.parse()?;
+        let key = url.strip_prefix("s3://").and_then(|rest| rest.split_once('/')).map_or("", |(_, key)| key);
+        if key.is_empty() || key.ends_with('/') {
+            return Err(S3UrlError::NotAnObject { url: url.to_owned() });
+        }
+        Ok(Self { bucket: folder.bucket, key: key.to_owned() })
+    }
+}
+
+impl fmt::Display for S3ObjectUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
 impl fmt::Display for S3Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.prefix)
@@ -63,5 +91,16 @@ mod tests {
             assert!(matches!(bad.parse::<S3Url>(), Err(S3UrlError::NotS3 { .. })), "{bad}");
         }
         assert!(matches!("s3://Bad_Bucket/x".parse::<S3Url>(), Err(S3UrlError::BadBucket { .. })));
+    }
+
+    #[test]
+    fn object_urls_name_a_key() {
+        assert_eq!(
+            "s3://b-in/m/backfill 1.csv".parse(),
+            Ok(S3ObjectUrl { bucket: "b-in".into(), key: "m/backfill 1.csv".into() })
+        );
+        for bad in ["s3://b-in", "s3://b-in/", "s3://b-in/folder/"] {
+            assert!(matches!(bad.parse::<S3ObjectUrl>(), Err(S3UrlError::NotAnObject { .. })), "{bad}");
+        }
     }
 }

@@ -190,3 +190,123 @@ async fn shaped_and_incremental_merges_as_the_readme_shows() {
     assert_eq!(report["incremental"]["deferred_files"], 40);
     assert_eq!(report["incremental"]["state_key"], "merged/_incremental/b-in/csvs/state.json");
 }
+
+/// `s3mm backfill` writes the CSV manifest S3 Batch Operations reads: one
+/// `bucket,key` row per object under the prefix, keys URL-encoded so that
+/// decoding `+` as a space or not gives the same key; and prints the
+/// create-job command naming the manifest's ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_writes_a_manifest_batch_operations_reads_back_to_the_objects() {
+    let server = server().await;
+    let mut keys: Vec<String> = ["a.csv", "b c.csv", "plus+sign.csv", "pct%41.csv", "comma,quote\".csv", "ç/日本.csv"]
+        .iter()
+        .map(|k| format!("incoming/{k}"))
+        .collect();
+    keys.push(format!("incoming/{}", "k".repeat(1024 - "incoming/".len())));
+    for key in &keys {
+        server.s3.put_object("b-in", key, b"x").expect("put");
+    }
+    server.s3.put_object("b-in", "elsewhere/not-me.csv", b"x").expect("put");
+    let role = "arn:aws:iam::123456789012:role/s3mm-BatchOperationsRole-1";
+    let function = "arn:aws:lambda:us-east-1:123456789012:function:s3mm-mover";
+    let args = [
+        "backfill",
+        "s3://b-in/incoming/",
+        "--manifest",
+        "s3://b-out/s3mm-backfill/manifest 1.csv",
+        "--report",
+        "s3://b-out/s3mm-backfill/reports/",
+        "--role-arn",
+        role,
+        "--function-arn",
+        function,
+        "--json",
+    ];
+    let output = s3mm(&server, &args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan = json(&output);
+    assert_eq!(plan["objects"], keys.len());
+
+    let manifest = server.s3.object("b-out", "s3mm-backfill/manifest 1.csv").expect("manifest").data;
+    let text = String::from_utf8(manifest.to_vec()).expect("UTF-8");
+    let mut listed = Vec::new();
+    for row in text.lines() {
+        let (bucket, encoded) = row.split_once(',').expect("bucket,key");
+        assert_eq!(bucket, "b-in");
+        // No field separator, quote, space or `+` left: every CSV reader and
+        // both URL decoders read the same key.
+        assert!(!encoded.contains([',', '"', ' ', '+']), "{row}");
+        listed.push(s3mm_core::keys::decode_event_key(encoded).expect("decodes"));
+    }
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "the manifest lists exactly the objects under the prefix, in key order");
+
+    let etag = plan["manifest"]["etag"].as_str().expect("etag");
+    let stored = server.s3.object("b-out", "s3mm-backfill/manifest 1.csv").expect("manifest").etag;
+    assert_eq!(etag, stored.trim_matches('"'));
+    let command = plan["command"].as_str().expect("command");
+    for part in [
+        "aws s3control create-job --account-id 123456789012",
+        &format!("\"FunctionArn\":\"{function}\""),
+        "\"InvocationSchemaVersion\":\"2.0\"",
+        "\"ObjectArn\":\"arn:aws:s3:::b-out/s3mm-backfill/manifest 1.csv\"",
+        &format!("\"ETag\":\"{etag}\""),
+        "\"Fields\":[\"Bucket\",\"Key\"],\"Format\":\"S3BatchOperations_CSV_20180820\"",
+        "\"Bucket\":\"arn:aws:s3:::b-out\"",
+        "\"Prefix\":\"s3mm-backfill/reports\"",
+        &format!("--role-arn {role}"),
+        &format!("--client-request-token s3mm-backfill-{etag} --no-confirmation-required"),
+    ] {
+        assert!(command.contains(part), "{part} missing from:\n{command}");
+    }
+
+    // With --stack the ARNs and the account are read at run time.
+    let output = s3mm(
+        &server,
+        &[
+            "backfill",
+            "s3://b-in/incoming/",
+            "--manifest",
+            "s3://b-out/m.csv",
+            "--report",
+            "s3://b-out/r/",
+            "--stack",
+            "s3mm",
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("FUNCTION_ARN=\"$(aws cloudformation describe-stacks --stack-name s3mm"), "{text}");
+    assert!(text.contains("OutputKey=='BatchOperationsRoleArn'"), "{text}");
+    assert!(text.contains("--account-id \"$ACCOUNT_ID\""), "{text}");
+    assert!(text.contains("\"FunctionArn\":\"'\"$FUNCTION_ARN\"'\""), "{text}");
+
+    // Neither a stack nor ARNs: refused before anything is listed or written.
+    let output = s3mm(
+        &server,
+        &["backfill", "s3://b-in/incoming/", "--manifest", "s3://b-out/x.csv", "--report", "s3://b-out/r/"],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--stack NAME"));
+    assert!(server.s3.object("b-out", "x.csv").is_none());
+    // A manifest URL that names a folder.
+    let output = s3mm(
+        &server,
+        &[
+            "backfill",
+            "s3://b-in/incoming/",
+            "--manifest",
+            "s3://b-out/m/",
+            "--report",
+            "s3://b-out/r/",
+            "--stack",
+            "s",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("names no object"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

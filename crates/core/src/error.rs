@@ -173,6 +173,8 @@ pub enum ListError {
     NoSuchBucket { bucket: String, prefix: String },
     #[error("listing s3://{bucket}/{prefix} returned an undecodable key: {message}")]
     BadKey { bucket: String, prefix: String, message: String },
+    #[error("listing s3://{bucket}/{prefix} returned a page that is not a ListBucketResult: {reason}")]
+    BadPage { bucket: String, prefix: String, reason: String },
     #[error("listing s3://{bucket}/{prefix} failed: {failure}")]
     Failed { bucket: String, prefix: String, failure: S3Failure },
     #[error(

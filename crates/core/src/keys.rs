@@ -61,6 +61,13 @@ pub fn encode_event_key(key: &str) -> String {
 /// Everything but the unreserved characters and `/` is escaped in CopySource.
 const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
+/// A key as an S3 Batch Operations CSV manifest must hold it: URL-encoded,
+/// a space as `%20` and `+` as `%2B`, so a reader that decodes `+` as a
+/// space (as S3 event keys are read) and one that does not both get the key.
+pub fn encode_manifest_key(key: &str) -> String {
+    utf8_percent_encode(key, COPY_SOURCE).to_string()
+}
+
 /// The `x-amz-copy-source` value for an object: `bucket/key`, URL-encoded.
 /// Sent raw, a key holding `?`, `#`, `%` or `+` would name another object.
 pub fn encode_copy_source(bucket: &str, key: &str) -> String {

@@ -27,6 +27,8 @@ pub enum EventError {
     BadKey { index: usize, source: KeyError },
     #[error("SQS message {message_id} body is not an S3 notification: {reason}")]
     MalformedMessage { message_id: String, reason: String },
+    #[error("S3 Batch Operations event {invocation_id:?} is malformed: {reason}")]
+    MalformedBatchJob { invocation_id: String, reason: String },
 }
 
 /// A parsed invocation.
@@ -37,8 +39,27 @@ pub enum Invocation {
     /// Messages from an SQS queue; each is answered on its own.
     Sqs(Vec<SqsItem>),
     EventBridge(ObjectRef),
+    /// An S3 Batch Operations "Invoke AWS Lambda function" job's tasks.
+    BatchOperations(BatchJob),
     /// `s3:TestEvent`, sent once when a notification is configured.
     TestEvent,
+}
+
+/// An S3 Batch Operations invocation (schema 1.0 or 2.0): its tasks are
+/// answered one by one, in the invocation schema's own response.
+#[derive(Debug)]
+pub struct BatchJob {
+    pub schema_version: String,
+    pub invocation_id: String,
+    pub job_id: Option<String>,
+    pub tasks: Vec<BatchTask>,
+}
+
+#[derive(Debug)]
+pub struct BatchTask {
+    pub task_id: String,
+    /// The task's object, or why it names none (answered `PermanentFailure`).
+    pub object: Result<ObjectRef, String>,
 }
 
 #[derive(Debug)]
@@ -164,10 +185,91 @@ fn sqs_body(message_id: &str, body: Option<&str>) -> Result<Vec<ObjectRef>, Even
     s3_records(&notification.records).map_err(|err| malformed(err.to_string()))
 }
 
+/// Schema 1.0 names the bucket by ARN, 2.0 by name; both are read from
+/// either schema. The aws_lambda_events 1.x task type has no `s3Bucket`, so
+/// the event is read here (its response type answers).
+#[derive(Deserialize)]
+struct BatchEvent {
+    #[serde(rename = "invocationSchemaVersion")]
+    schema_version: String,
+    #[serde(rename = "invocationId")]
+    invocation_id: String,
+    #[serde(default)]
+    job: Option<BatchEventJob>,
+    tasks: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct BatchEventJob {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchEventTask {
+    #[serde(rename = "s3Key")]
+    key: Option<String>,
+    #[serde(rename = "s3Bucket", default)]
+    bucket: Option<String>,
+    #[serde(rename = "s3BucketArn", default)]
+    bucket_arn: Option<String>,
+}
+
+/// S3 Batch Operations URL-encodes keys (as the CSV manifest holds them);
+/// they are decoded the way S3 event keys are, `+` as a space, as AWS's
+/// Powertools does: S3 Inventory manifests write a space as `+`, and
+/// `s3mm backfill` writes `+` and space as `%2B` and `%20`, which read the
+/// same either way.
+fn batch_job(payload: &Value) -> Result<BatchJob, EventError> {
+    let invocation_id = payload.get("invocationId").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let malformed = |reason: String| EventError::MalformedBatchJob { invocation_id: invocation_id.clone(), reason };
+    let event: BatchEvent = serde_json::from_value(payload.clone()).map_err(|err| malformed(err.to_string()))?;
+    if !matches!(event.schema_version.as_str(), "1.0" | "2.0") {
+        return Err(malformed(format!("invocationSchemaVersion {:?} is not 1.0 or 2.0", event.schema_version)));
+    }
+    let mut tasks = Vec::with_capacity(event.tasks.len());
+    for (index, raw) in event.tasks.iter().enumerate() {
+        let task_id = raw
+            .get("taskId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed(format!("task {index} has no taskId, so it cannot be answered")))?
+            .to_owned();
+        let object = serde_json::from_value::<BatchEventTask>(raw.clone())
+            .map_err(|err| format!("task is malformed: {err}"))
+            .and_then(batch_object);
+        tasks.push(BatchTask { task_id, object });
+    }
+    Ok(BatchJob {
+        schema_version: event.schema_version,
+        invocation_id: event.invocation_id,
+        job_id: event.job.and_then(|job| job.id),
+        tasks,
+    })
+}
+
+fn batch_object(task: BatchEventTask) -> Result<ObjectRef, String> {
+    let bucket = match (task.bucket, task.bucket_arn) {
+        (Some(bucket), _) if !bucket.is_empty() => bucket,
+        // arn:aws:s3:::bucket (AWS's own examples also show region and account).
+        (_, Some(arn)) if arn.starts_with("arn:") => match arn.rsplit(':').next() {
+            Some(bucket) if !bucket.is_empty() => bucket.to_owned(),
+            _ => return Err(format!("s3BucketArn {arn:?} names no bucket")),
+        },
+        (_, Some(arn)) => return Err(format!("s3BucketArn {arn:?} is not an ARN")),
+        (_, None) => return Err("the task has neither s3Bucket nor s3BucketArn".to_owned()),
+    };
+    let raw = task.key.ok_or_else(|| "the task has no s3Key".to_owned())?;
+    let key = decode_event_key(&raw).map_err(|err| format!("s3Key {raw:?}: {err}"))?;
+    Ok(ObjectRef { bucket, key, etag: None, size: None })
+}
+
 /// Parses any payload the mover can receive.
 pub fn parse(payload: &Value) -> Result<Invocation, EventError> {
     if is_test_event(payload) {
         return Ok(Invocation::TestEvent);
+    }
+    if payload.get("invocationSchemaVersion").is_some() && payload.get("tasks").is_some() {
+        return batch_job(payload).map(Invocation::BatchOperations);
     }
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         let from_sqs = records.first().and_then(|r| r.get("eventSource")).and_then(Value::as_str) == Some("aws:sqs");
@@ -260,6 +362,37 @@ mod tests {
             "detail": {"bucket": {"name": "b"}, "object": {"key": "a+b%20c", "size": 1, "etag": "e"}}});
         let Ok(Invocation::EventBridge(object)) = parse(&event) else { panic!("eventbridge") };
         assert_eq!(object.key, "a+b%20c");
+    }
+
+    #[test]
+    fn batch_operations_tasks_of_both_schemas() {
+        let v1 = json!({"invocationSchemaVersion": "1.0", "invocationId": "inv1", "job": {"id": "job1"},
+            "tasks": [{"taskId": "t1", "s3Key": "in/caf%C3%A9+1%2B.csv", "s3VersionId": null,
+                       "s3BucketArn": "arn:aws:s3:::src"}]});
+        let Ok(Invocation::BatchOperations(job)) = parse(&v1) else { panic!("batch 1.0") };
+        assert_eq!(
+            (job.schema_version.as_str(), job.invocation_id.as_str(), job.job_id.as_deref()),
+            ("1.0", "inv1", Some("job1"))
+        );
+        let object = job.tasks[0].object.as_ref().expect("object");
+        assert_eq!((object.bucket.as_str(), object.key.as_str()), ("src", "in/café 1+.csv"));
+
+        let v2 = json!({"invocationSchemaVersion": "2.0", "invocationId": "inv2",
+            "job": {"id": "job2", "userArguments": {"k": "v"}},
+            "tasks": [{"taskId": "a", "s3Key": "in/x%20y", "s3Bucket": "src"},
+                      {"taskId": "b", "s3Key": "in/bad%zz", "s3Bucket": "src"},
+                      {"taskId": "c", "s3Key": "in/k"},
+                      {"taskId": "d", "s3BucketArn": "src", "s3Key": "in/k"}]});
+        let Ok(Invocation::BatchOperations(job)) = parse(&v2) else { panic!("batch 2.0") };
+        assert_eq!(job.tasks[0].object.as_ref().expect("a").key, "in/x y");
+        assert!(job.tasks[1].object.as_ref().expect_err("b").contains("in/bad%zz"));
+        assert!(job.tasks[2].object.as_ref().expect_err("c").contains("neither"));
+        assert!(job.tasks[3].object.as_ref().expect_err("d").contains("not an ARN"));
+
+        let unknown = json!({"invocationSchemaVersion": "3.0", "invocationId": "i", "tasks": []});
+        assert!(parse(&unknown).expect_err("3.0").to_string().contains("\"3.0\""));
+        let no_task_id = json!({"invocationSchemaVersion": "2.0", "invocationId": "i", "tasks": [{"s3Key": "k"}]});
+        assert!(parse(&no_task_id).expect_err("no taskId").to_string().contains("no taskId"));
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The mover Lambda's handler: an object-created event in (straight from S3,
-//! through SQS, or from EventBridge), every object it names moved to the
-//! destination by s3mm-core's safe move, one log line per object and one
-//! CloudWatch EMF metrics line per invocation out. `main.rs` only wires this
+//! through SQS, or from EventBridge) or an S3 Batch Operations job's tasks,
+//! every object it names moved to the destination by s3mm-core's safe move,
+//! one log line per object and one CloudWatch EMF metrics line per
+//! invocation out. `main.rs` only wires this
 //! to the Lambda runtime, so tests drive the same code in-process.
 
 pub mod event;
 pub mod metrics;
 
+use aws_lambda_events::s3::batch_job::{S3BatchJobResponse, S3BatchJobResult};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
-use event::{EventError, Invocation, ObjectRef};
+use event::{BatchJob, EventError, Invocation, ObjectRef};
 use futures::{StreamExt, stream};
-use s3mm_core::{MoveOutcome, MoveRequest, Mover};
+use s3mm_core::{KeptReason, MoveOutcome, MoveRequest, Mover};
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Instant;
@@ -60,7 +62,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, result: &Result<MoveOutcome, String>) {
+    fn add(&mut self, result: &Result<MoveOutcome, Failure>) {
         match result {
             Ok(MoveOutcome::Moved { bytes, .. }) => {
                 self.moved += 1;
@@ -74,6 +76,48 @@ impl Tally {
             Ok(MoveOutcome::Skipped { .. }) => self.skipped += 1,
             Ok(MoveOutcome::SourceMissing { .. }) | Err(_) => self.failed += 1,
         }
+    }
+}
+
+/// Why one object was not moved, and whether a later try may succeed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub message: String,
+    pub transient: bool,
+}
+
+/// S3 Batch Operations' result codes: it redrives `TemporaryFailure` tasks
+/// before the job completes and reports `PermanentFailure` ones as failed.
+const SUCCEEDED: &str = "Succeeded";
+const TEMPORARY_FAILURE: &str = "TemporaryFailure";
+const PERMANENT_FAILURE: &str = "PermanentFailure";
+
+/// One task's answer: its result code and the line the completion report shows.
+fn batch_answer(object: &ObjectRef, result: &Result<MoveOutcome, Failure>) -> (&'static str, String) {
+    match result {
+        Ok(MoveOutcome::Moved { dest_bucket, dest_key, .. }) => {
+            (SUCCEEDED, format!("moved to s3://{dest_bucket}/{dest_key}"))
+        }
+        Ok(MoveOutcome::Copied { dest_bucket, dest_key, kept, .. }) => {
+            let why = match kept {
+                KeptReason::CopyOnly => "DELETE_SOURCE is false",
+                KeptReason::ReplacedAfterCopy => "a new object was written to the source key after the copy",
+            };
+            (SUCCEEDED, format!("copied to s3://{dest_bucket}/{dest_key}; the source was kept: {why}"))
+        }
+        Ok(MoveOutcome::AlreadyMoved { dest_bucket, dest_key }) => {
+            (SUCCEEDED, format!("already moved: s3://{dest_bucket}/{dest_key} holds it and the source is gone"))
+        }
+        Ok(MoveOutcome::Skipped { reason }) => (SUCCEEDED, format!("skipped: {reason}")),
+        Ok(MoveOutcome::SourceMissing { dest_bucket, dest_key }) => (
+            PERMANENT_FAILURE,
+            format!(
+                "s3://{}/{} does not exist and s3://{dest_bucket}/{dest_key} does not hold it",
+                object.bucket, object.key
+            ),
+        ),
+        Err(failure) if failure.transient => (TEMPORARY_FAILURE, failure.message.clone()),
+        Err(failure) => (PERMANENT_FAILURE, failure.message.clone()),
     }
 }
 
@@ -107,6 +151,7 @@ impl Handler {
             }
             Invocation::S3(objects) => self.handle_direct(objects, request_id).await,
             Invocation::EventBridge(object) => self.handle_direct(vec![object], request_id).await,
+            Invocation::BatchOperations(job) => Ok(self.handle_batch_job(job, request_id).await),
             Invocation::Sqs(items) => {
                 let mut tally = Tally::default();
                 let mut owners = Vec::new();
@@ -149,6 +194,54 @@ impl Handler {
         }
     }
 
+    /// Answers every task of an S3 Batch Operations invocation, in the
+    /// invocation's schema; the invocation itself never fails, so Batch
+    /// Operations reads each task's own result code.
+    async fn handle_batch_job(&self, job: BatchJob, request_id: &str) -> Response {
+        let mut tally = Tally::default();
+        let mut answers: Vec<(&'static str, String)> = Vec::with_capacity(job.tasks.len());
+        let mut owners = Vec::new();
+        let mut objects = Vec::new();
+        for (index, task) in job.tasks.iter().enumerate() {
+            match &task.object {
+                Ok(object) => {
+                    owners.push(index);
+                    objects.push(object.clone());
+                    answers.push((PERMANENT_FAILURE, String::new()));
+                }
+                Err(reason) => {
+                    tracing::error!(request_id, task_id = %task.task_id, reason = %reason, "batch task names no object");
+                    tally.failed += 1;
+                    answers.push((PERMANENT_FAILURE, reason.clone()));
+                }
+            }
+        }
+        let results = self.move_all(objects.clone(), request_id).await;
+        for ((owner, object), result) in owners.into_iter().zip(&objects).zip(&results) {
+            tally.add(result);
+            answers[owner] = batch_answer(object, result);
+        }
+        let mut response = S3BatchJobResponse::default();
+        response.invocation_schema_version = Some(job.schema_version);
+        // Every task is answered; a task left out would be a failure.
+        response.treat_missing_keys_as = Some(PERMANENT_FAILURE.to_owned());
+        response.invocation_id = Some(job.invocation_id);
+        response.results = job
+            .tasks
+            .iter()
+            .zip(answers)
+            .map(|(task, (code, text))| {
+                let mut result = S3BatchJobResult::default();
+                result.task_id = Some(task.task_id.clone());
+                result.result_code = Some(code.to_owned());
+                result.result_string = Some(text);
+                result
+            })
+            .collect();
+        let body = serde_json::to_value(&response).unwrap_or(Value::Null);
+        Response { body, tally }
+    }
+
     async fn handle_direct(&self, objects: Vec<ObjectRef>, request_id: &str) -> Result<Response, HandlerError> {
         let total = objects.len();
         let results = self.move_all(objects.clone(), request_id).await;
@@ -158,7 +251,7 @@ impl Handler {
             tally.add(result);
             if first_failure.is_none() {
                 first_failure = match result {
-                    Err(err) => Some(err.clone()),
+                    Err(err) => Some(err.message.clone()),
                     Ok(MoveOutcome::SourceMissing { dest_key, .. }) => Some(format!(
                         "s3://{}/{} is gone and the destination {dest_key} does not hold it",
                         object.bucket, object.key
@@ -174,13 +267,17 @@ impl Handler {
     }
 
     /// Moves objects concurrently, results in input order, one log line each.
-    async fn move_all(&self, objects: Vec<ObjectRef>, request_id: &str) -> Vec<Result<MoveOutcome, String>> {
+    async fn move_all(&self, objects: Vec<ObjectRef>, request_id: &str) -> Vec<Result<MoveOutcome, Failure>> {
         stream::iter(objects)
             .map(|object| async move {
                 let started = Instant::now();
                 let request =
                     MoveRequest { bucket: object.bucket, key: object.key, etag: object.etag, size: object.size };
-                let result = self.mover.move_object(&request).await.map_err(|err| err.to_string());
+                let result = self
+                    .mover
+                    .move_object(&request)
+                    .await
+                    .map_err(|err| Failure { message: err.to_string(), transient: err.is_transient() });
                 log_outcome(&request, &result, started.elapsed().as_millis(), request_id);
                 result
             })
@@ -190,7 +287,7 @@ impl Handler {
     }
 }
 
-fn log_outcome(request: &MoveRequest, result: &Result<MoveOutcome, String>, ms: u128, request_id: &str) {
+fn log_outcome(request: &MoveRequest, result: &Result<MoveOutcome, Failure>, ms: u128, request_id: &str) {
     let bucket = request.bucket.as_str();
     let key = request.key.as_str();
     match result {
@@ -228,7 +325,8 @@ fn log_outcome(request: &MoveRequest, result: &Result<MoveOutcome, String>, ms: 
         Ok(MoveOutcome::Skipped { reason }) => {
             tracing::info!(request_id, bucket, key, outcome = "Skipped", reason = %reason, ms, "skipped");
         }
-        Err(error) => {
+        Err(failure) => {
+            let error = failure.message.as_str();
             tracing::error!(request_id, bucket, key, outcome = "Failed", error, ms, "move failed; source kept");
         }
     }

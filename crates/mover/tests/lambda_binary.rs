@@ -45,7 +45,13 @@ async fn mover_binary_moves_each_sample_event() {
         .expect("cargo lambda watch starts");
     let _watch = Killed(watch);
 
-    for event in ["mover-s3-put.json", "mover-sqs.json", "mover-eventbridge.json"] {
+    for event in [
+        "mover-s3-put.json",
+        "mover-sqs.json",
+        "mover-eventbridge.json",
+        "mover-batch-operations-1.0.json",
+        "mover-batch-operations-2.0.json",
+    ] {
         client
             .put_object()
             .bucket(SOURCE)
@@ -63,6 +69,11 @@ async fn mover_binary_moves_each_sample_event() {
         if event == "mover-sqs.json" {
             let answer: serde_json::Value = serde_json::from_str(&output).expect("JSON answer");
             assert_eq!(answer["batchItemFailures"], serde_json::json!([]), "{event}: {output}");
+        }
+        if event.starts_with("mover-batch-operations") {
+            let answer: serde_json::Value = serde_json::from_str(&output).expect("JSON answer");
+            assert_eq!(answer["results"][0]["resultCode"], "Succeeded", "{event}: {output}");
+            assert_eq!(answer["results"][0]["taskId"], "dGFza2lkZ29lc2hlcmUK", "{event}: {output}");
         }
         client.delete_object().bucket(DEST).key("archive/daily report São Paulo.csv").send().await.expect("reset");
     }

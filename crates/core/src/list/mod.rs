@@ -6,7 +6,9 @@
 //! keeps many ListObjectsV2 calls in flight over disjoint key ranges and
 //! still yields every key once, in key order (see `parallel.rs`).
 
+mod capture;
 mod keyspace;
+mod page_xml;
 mod parallel;
 
 pub use parallel::list_objects_parallel;
@@ -17,8 +19,11 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder;
 use aws_sdk_s3::types::EncodingType;
+use aws_smithy_types::date_time::{DateTime, Format};
+use capture::{CaptureListBody, CapturedBody};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
+use page_xml::parse_list_page;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -69,19 +74,27 @@ enum From<'a> {
 }
 
 /// One ListObjectsV2 call under `prefix`, keys URL-encoded, counted in
-/// `options.pages`, its failure named; `configure` sets the rest.
+/// `options.pages`, its failure named; `configure` sets the rest. With
+/// `capture`, a successful response's body goes there, not to the SDK's
+/// deserializer.
 async fn call(
     client: &Client,
     bucket: &str,
     prefix: &str,
     options: &ListOptions,
+    capture: Option<&CapturedBody>,
     configure: impl FnOnce(ListObjectsV2FluentBuilder) -> ListObjectsV2FluentBuilder,
 ) -> Result<ListObjectsV2Output, ListError> {
     let request = client.list_objects_v2().bucket(bucket).prefix(prefix).encoding_type(EncodingType::Url);
     if let Some(pages) = &options.pages {
         pages.fetch_add(1, Ordering::Relaxed);
     }
-    configure(request).send().await.map_err(|err| list_failure(bucket, prefix, S3Failure::from_sdk(&err)))
+    let request = configure(request);
+    let sent = match capture {
+        Some(slot) => request.customize().interceptor(CaptureListBody(slot.clone())).send().await,
+        None => request.send().await,
+    };
+    sent.map_err(|err| list_failure(bucket, prefix, S3Failure::from_sdk(&err)))
 }
 
 async fn fetch_page(
@@ -91,7 +104,8 @@ async fn fetch_page(
     from: From<'_>,
     options: &ListOptions,
 ) -> Result<Page, ListError> {
-    let page = call(client, bucket, prefix, options, |request| {
+    let captured = CapturedBody::default();
+    let page = call(client, bucket, prefix, options, Some(&captured), |request| {
         let request = request.set_max_keys(options.page_size);
         match from {
             From::Token(token) => request.continuation_token(token),
@@ -99,6 +113,9 @@ async fn fetch_page(
         }
     })
     .await?;
+    if let Some(body) = captured.take() {
+        return read_page(bucket, prefix, &body);
+    }
     let next_token = page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)).map(str::to_owned);
     let encoded = page.encoding_type() == Some(&EncodingType::Url);
     let mut objects = Vec::with_capacity(page.contents().len());
@@ -115,6 +132,31 @@ async fn fetch_page(
             key,
         });
     }
+    Ok(Page { objects, next_token })
+}
+
+/// A captured page body, read by `page_xml`.
+fn read_page(bucket: &str, prefix: &str, body: &[u8]) -> Result<Page, ListError> {
+    let listed = parse_list_page(body).map_err(|reason| ListError::BadPage {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        reason,
+    })?;
+    let mut objects = Vec::with_capacity(listed.objects.len());
+    for object in listed.objects {
+        let key = decode_listed(bucket, prefix, &object.key, listed.url_encoded)?;
+        objects.push(ObjectSummary {
+            size: object.size.unwrap_or(0),
+            etag: object.etag,
+            last_modified_ms: object
+                .last_modified
+                .and_then(|text| DateTime::from_str(&text, Format::DateTime).ok())
+                .and_then(|t| t.to_millis().ok())
+                .and_then(|ms| u64::try_from(ms).ok()),
+            key,
+        });
+    }
+    let next_token = listed.next_token.filter(|_| listed.is_truncated);
     Ok(Page { objects, next_token })
 }
 

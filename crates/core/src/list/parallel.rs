@@ -231,7 +231,8 @@ async fn folder_cuts(shared: &Shared, parallelism: usize) -> Result<Vec<String>,
 
 /// The first page of folders directly under `folder`.
 async fn subfolders(shared: &Shared, folder: &str) -> Result<Vec<String>, ListError> {
-    let page = call(&shared.client, &shared.bucket, folder, &shared.options, |request| request.delimiter("/")).await?;
+    let page =
+        call(&shared.client, &shared.bucket, folder, &shared.options, None, |request| request.delimiter("/")).await?;
     let encoded = page.encoding_type() == Some(&EncodingType::Url);
     page.common_prefixes()
         .iter()

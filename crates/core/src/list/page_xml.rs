@@ -1,0 +1,235 @@
+//! Reads a ListObjectsV2 response body (a `ListBucketResult` document)
+//! with quick-xml, taking only what a listing uses: each object's key,
+//! size, ETag and LastModified, whether the listing is truncated, the
+//! continuation token and the encoding type.
+//!
+//! Why not the SDK's own deserializer: with it a 1,000-key page cost the
+//! listing 4.5–4.7 ms of CPU, most of it in building every field of every
+//! `Object` (owner, storage class, checksum algorithms, restore status)
+//! through `aws_smithy_xml`; with this, 2.5–3.1 ms (the listing bench). The
+//! listing is CPU-bound once its calls run in parallel. The SDK still signs, sends, retries
+//! and turns error responses into errors (see `capture.rs`).
+
+use quick_xml::Reader;
+use quick_xml::events::Event;
+
+/// One `<Contents>` element.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ListedObject {
+    /// As the document holds it: URL-encoded when `url_encoded` is set.
+    pub key: String,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    /// As the document holds it (RFC 3339).
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ListedPage {
+    pub objects: Vec<ListedObject>,
+    pub is_truncated: bool,
+    pub next_token: Option<String>,
+    /// `<EncodingType>url</EncodingType>`: keys are URL-encoded.
+    pub url_encoded: bool,
+}
+
+/// Where the reader is: the fields this parser keeps, by their element path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Other,
+    Key,
+    Size,
+    ETag,
+    LastModified,
+    IsTruncated,
+    NextToken,
+    EncodingType,
+}
+
+/// Parses a `ListBucketResult` document. Elements it does not use are
+/// skipped whatever they hold; a document that is not well-formed XML, or
+/// whose root is not `ListBucketResult`, is an error naming what is wrong.
+pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
+    let mut reader = Reader::from_reader(xml);
+    let mut page = ListedPage::default();
+    // Element names from the root down (local names: a namespace prefix,
+    // if any, is not part of them).
+    let mut path: Vec<Vec<u8>> = Vec::with_capacity(8);
+    let mut object: Option<ListedObject> = None;
+    let mut field = Field::Other;
+    let mut text = String::new();
+    loop {
+        let event = reader.read_event().map_err(|err| format!("at byte {}: {err}", reader.error_position()))?;
+        match event {
+            Event::Start(start) => {
+                let name = start.local_name().as_ref().to_vec();
+                if path.is_empty() && name != b"ListBucketResult" {
+                    return Err(format!(
+                        "the root element is <{}>, not <ListBucketResult>",
+                        String::from_utf8_lossy(&name)
+                    ));
+                }
+                path.push(name);
+                field = field_at(&path);
+                text.clear();
+                if path.len() == 2 && path[1] == b"Contents" {
+                    object = Some(ListedObject::default());
+                }
+            }
+            Event::Empty(empty) => {
+                // <Key/>: an empty value.
+                let name = empty.local_name().as_ref().to_vec();
+                path.push(name);
+                let at = field_at(&path);
+                path.pop();
+                assign(at, String::new(), &mut page, object.as_mut())?;
+            }
+            Event::Text(chars) if field != Field::Other => {
+                text.push_str(&chars.decode().map_err(|err| format!("text is not UTF-8: {err}"))?);
+            }
+            Event::CData(chars) if field != Field::Other => {
+                text.push_str(&chars.decode().map_err(|err| format!("CDATA is not UTF-8: {err}"))?);
+            }
+            Event::GeneralRef(reference) if field != Field::Other => {
+                if let Some(ch) =
+                    reference.resolve_char_ref().map_err(|err| format!("bad character reference: {err}"))?
+                {
+                    text.push(ch);
+                } else {
+                    let name = reference.decode().map_err(|err| format!("entity name is not UTF-8: {err}"))?;
+                    text.push(match name.as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        other => return Err(format!("unknown entity &{other};")),
+                    });
+                }
+            }
+            Event::End(_) => {
+                if path.len() == 2 && path[1] == b"Contents" {
+                    if let Some(done) = object.take() {
+                        page.objects.push(done);
+                    }
+                } else if field != Field::Other {
+                    assign(field, std::mem::take(&mut text), &mut page, object.as_mut())?;
+                }
+                path.pop();
+                field = field_at(&path);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err("the document ends inside an element".to_owned());
+    }
+    Ok(page)
+}
+
+fn field_at(path: &[Vec<u8>]) -> Field {
+    match path {
+        [_, contents, name] if contents == b"Contents" => match name.as_slice() {
+            b"Key" => Field::Key,
+            b"Size" => Field::Size,
+            b"ETag" => Field::ETag,
+            b"LastModified" => Field::LastModified,
+            _ => Field::Other,
+        },
+        [_, name] => match name.as_slice() {
+            b"IsTruncated" => Field::IsTruncated,
+            b"NextContinuationToken" => Field::NextToken,
+            b"EncodingType" => Field::EncodingType,
+            _ => Field::Other,
+        },
+        _ => Field::Other,
+    }
+}
+
+fn assign(field: Field, value: String, page: &mut ListedPage, object: Option<&mut ListedObject>) -> Result<(), String> {
+    match (field, object) {
+        (Field::Key, Some(object)) => object.key = value,
+        (Field::Size, Some(object)) => {
+            object.size = Some(value.trim().parse().map_err(|_| format!("<Size> is not a size: {value:?}"))?);
+        }
+        (Field::ETag, Some(object)) => object.etag = Some(value),
+        (Field::LastModified, Some(object)) => object.last_modified = Some(value),
+        (Field::IsTruncated, _) => page.is_truncated = value.trim() == "true",
+        (Field::NextToken, _) => page.next_token = Some(value),
+        (Field::EncodingType, _) => page.url_encoded = value.trim() == "url",
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>b-in</Name><Prefix>csvs/</Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys>
+  <EncodingType>url</EncodingType>
+  <IsTruncated>true</IsTruncated>
+  <Contents>
+    <Key>csvs/a+b%25.csv</Key><LastModified>2026-11-30T12:00:01.000Z</LastModified>
+    <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>
+    <Size>42</Size><Owner><ID>abc</ID><DisplayName>Key</DisplayName></Owner><StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <Contents><Key>csvs/&lt;&amp;&gt;&#x41;&#66;</Key><Size>0</Size><ETag>"e"</ETag></Contents>
+  <Contents><Key/><Size>1</Size></Contents>
+  <CommonPrefixes><Prefix>csvs/x/</Prefix></CommonPrefixes>
+  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>
+</ListBucketResult>"#;
+
+    #[test]
+    fn reads_the_fields_a_listing_uses() {
+        let page = parse_list_page(PAGE.as_bytes()).expect("parses");
+        assert!(page.is_truncated && page.url_encoded);
+        assert_eq!(page.next_token.as_deref(), Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="));
+        assert_eq!(
+            page.objects,
+            vec![
+                ListedObject {
+                    key: "csvs/a+b%25.csv".into(),
+                    size: Some(42),
+                    etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+                    last_modified: Some("2026-11-30T12:00:01.000Z".into()),
+                },
+                ListedObject {
+                    key: "csvs/<&>AB".into(),
+                    size: Some(0),
+                    etag: Some("\"e\"".into()),
+                    last_modified: None
+                },
+                ListedObject { key: String::new(), size: Some(1), etag: None, last_modified: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_namespace_prefix_and_no_encoding() {
+        let xml = r#"<s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:IsTruncated>false</s3:IsTruncated><s3:Contents><s3:Key>k 1</s3:Key><s3:Size>7</s3:Size></s3:Contents></s3:ListBucketResult>"#;
+        let page = parse_list_page(xml.as_bytes()).expect("parses");
+        assert!(!page.is_truncated && !page.url_encoded && page.next_token.is_none());
+        assert_eq!(page.objects.len(), 1);
+        assert_eq!((page.objects[0].key.as_str(), page.objects[0].size), ("k 1", Some(7)));
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(parse_list_page(b"<Error><Code>x</Code></Error>").unwrap_err().contains("<Error>"));
+        assert!(parse_list_page(b"<ListBucketResult><Contents><Key>a</Key>").unwrap_err().contains("ends inside"));
+        assert!(
+            parse_list_page(b"<ListBucketResult><Contents><Size>x1</Size></Contents></ListBucketResult>")
+                .unwrap_err()
+                .contains("<Size>")
+        );
+        assert!(
+            parse_list_page(b"<ListBucketResult><Contents><Key>&nope;</Key></Contents></ListBucketResult>")
+                .unwrap_err()
+                .contains("&nope;")
+        );
+    }
+}
