@@ -48,8 +48,12 @@ const FRONT_RANGES: usize = 8;
 const PAGES_PER_RANGE: u128 = 4;
 /// Folder levels looked at before listing starts.
 const SEED_DEPTH: usize = 4;
-/// Folders to start with, per call in flight.
-const SEED_RANGES_PER_CALL: usize = 4;
+/// Folders to start with, per call in flight. Enough that 360 date folders
+/// each start a range of their own (at 4 a call, three days shared a range
+/// and cuts predicted from one day's keys missed the next days': 1,543
+/// calls and 4.7 s for 1M dated keys, against 1,167 and 2.5 s at 16); few
+/// enough that folders smaller than a page waste at most a few hundred calls.
+const SEED_RANGES_PER_CALL: usize = 16;
 /// A level with more folders than this is not looked into.
 const SEED_EXPANSIONS: usize = 256;
 /// Chunks of keys waiting for the consumer.
