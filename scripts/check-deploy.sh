@@ -3,8 +3,9 @@
 # (package registries aside): installs the pinned tools, then
 #   1. cfn-lint template.yaml
 #   2. sam validate --lint
-#   3. checkov on template.yaml, offline (each skipped check is skipped in
-#      the template's Metadata, with its reason)
+#   3. checkov on template.yaml in its four shapes (DeliveryMode x
+#      CreateBuckets), offline (each skipped check is skipped in the
+#      template's Metadata, with its reason)
 #   4. tests/template: least-privilege IAM of every role the stack creates,
 #      bucket and queue protections (unittest)
 #   5. asl-validator statemachine/csv-merge.asl.json
@@ -56,22 +57,29 @@ step "sam validate --lint"
 sam validate --lint
 done_step
 
-step "checkov template.yaml (offline; skips are in the template's Metadata)"
+step "checkov template.yaml in its four shapes (offline; skips are in the template's Metadata)"
 # No API key, no platform download (--skip-download, BC_SKIP_MAPPING), no
 # update check: checkov makes no network call (checked with strace).
 # CHECKOV_RUN_SCA_PACKAGE_SCAN_V2 is not read by 3.3.30 and the
 # cloudformation framework runs no package scan; it is set in case a later
 # release reads it. checkov exits 0 on a template it cannot parse, so the
-# JSON summary is checked too.
-ckv_json="$(mktemp)"
-env -u BC_API_KEY -u PRISMA_API_URL -u BC_API_URL -u CKV_CHECK -u CKV_SKIP_CHECK -u CKV_FRAMEWORK \
-  BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false \
-  .venv-checkov/bin/checkov --file template.yaml --framework cloudformation --skip-download \
-  --quiet --compact --output cli --output json --output-file-path "console,$ckv_json"
-.venv/bin/python - "$ckv_json" <<'EOF'
+# JSON summary is checked too. checkov applies the conditions with the
+# parameters' defaults, so each shape (DeliveryMode x CreateBuckets) is
+# scanned in a copy whose defaults select it (scripts/template_shapes.py).
+ckv_dir="$(mktemp -d)"
+.venv/bin/python scripts/template_shapes.py template.yaml "$ckv_dir"
+for shape in direct-true direct-false sqs-true sqs-false; do
+  echo "   DeliveryMode=${shape%-*} CreateBuckets=${shape#*-}:"
+  env -u BC_API_KEY -u PRISMA_API_URL -u BC_API_URL -u CKV_CHECK -u CKV_SKIP_CHECK -u CKV_FRAMEWORK \
+    BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false \
+    .venv-checkov/bin/checkov --file "$ckv_dir/$shape.yaml" --framework cloudformation --skip-download \
+    --output json --output-file-path "$ckv_dir/$shape" >/dev/null || true  # judged from its JSON report below
+  .venv/bin/python - "$ckv_dir/$shape/results_json.json" "$shape" <<'EOF'
 import json, sys
 report = json.load(open(sys.argv[1]))
-summary = (report[0] if isinstance(report, list) else report)["summary"]
+report = report[0] if isinstance(report, list) else report
+summary, shape = report["summary"], sys.argv[2]
+scanned = {r["resource"] for kind in ("passed_checks", "skipped_checks", "failed_checks") for r in report["results"][kind]}
 problems = []
 if summary["parsing_errors"]:
     problems.append(f"{summary['parsing_errors']} parsing error(s)")
@@ -79,10 +87,19 @@ if not summary["resource_count"] or not summary["passed"]:
     problems.append("nothing was scanned")
 if summary["failed"]:
     problems.append(f"{summary['failed']} failed check(s)")
+    for r in report["results"]["failed_checks"]:
+        print(f"   FAILED {r['check_id']} {r['check_name']}: {r['resource']}")
+# The shape's own resources were scanned, not dropped by a condition.
+expected = {"AWS::SQS::Queue.MoverQueue"} if shape.startswith("sqs") else set()
+expected |= {"AWS::S3::Bucket.SourceBucket"} if shape.endswith("true") else set()
+if expected - scanned:
+    problems.append(f"not scanned: {sorted(expected - scanned)}")
 if problems:
-    sys.exit("checkov: " + "; ".join(problems))
+    sys.exit(f"checkov ({shape}): " + "; ".join(problems))
+print(f"   passed {summary['passed']}, skipped {summary['skipped']} (each with its reason), failed 0")
 EOF
-rm -f "$ckv_json"
+done
+rm -rf "$ckv_dir"
 done_step
 
 step "template security tests (tests/template)"

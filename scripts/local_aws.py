@@ -104,6 +104,22 @@ class Template:
             raise CheckFailed(f"{where}: {json.dumps(value)} is not resolved by scripts/local_aws.py")
         return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
+    def resolve_deep(self, value, conditions, where):
+        """`resolve` through lists, maps and Fn::If, the conditions given."""
+        if isinstance(value, dict) and set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            if name not in conditions:
+                raise CheckFailed(f"{where}: condition {name} is not evaluated by scripts/local_aws.py")
+            return self.resolve_deep(when_true if conditions[name] else when_false, conditions, where)
+        if isinstance(value, dict) and set(value) != {"Ref"}:
+            return {k: self.resolve_deep(v, conditions, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve_deep(v, conditions, where) for v in value]
+        return self.resolve(value, where)
+
+    def properties(self, logical):
+        return self.doc["Resources"][logical]["Properties"]
+
     def function(self, logical):
         resource = self.doc["Resources"][logical]
         props = resource["Properties"]
@@ -435,16 +451,62 @@ class LocalAws(Cases):
             )
             return uploads_move("S3 -> Lambda", ["daily report São Paulo.csv", "a+b 100%.csv"])
 
-        def through_sqs():
-            sqs = boto3.session.Session(region_name="us-east-1").client("sqs", endpoint_url=self.endpoint)
-            queue = sqs.create_queue(QueueName="s3mm-mover-queue")["QueueUrl"]
+        sqs = boto3.session.Session(region_name="us-east-1").client("sqs", endpoint_url=self.endpoint)
+
+        def mover_queue(name):
+            """DeliveryMode=sqs as the template sets it up: MoverQueue (its
+            visibility timeout, retention and redrive to a dead-letter queue)
+            and MoverQueueMapping (batch size, window, partial batch
+            responses, maximum concurrency), parameters at their defaults."""
+            t = self.template
+            dlq_props = t.properties("MoverDeadLetterQueue")
+            dlq = sqs.create_queue(
+                QueueName=f"{name}-dlq",
+                Attributes={"MessageRetentionPeriod": t.resolve(dlq_props["MessageRetentionPeriod"], "MoverDeadLetterQueue")},
+            )["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            props = t.properties("MoverQueue")
+            redrive = props["RedrivePolicy"]
+            expect(
+                redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["MoverDeadLetterQueue", "Arn"]},
+                f"MoverQueue redrives to {redrive['deadLetterTargetArn']}, not MoverDeadLetterQueue",
+            )
+            queue = sqs.create_queue(
+                QueueName=name,
+                Attributes={
+                    "VisibilityTimeout": t.resolve(props["VisibilityTimeout"], "MoverQueue VisibilityTimeout"),
+                    "MessageRetentionPeriod": t.resolve(props["MessageRetentionPeriod"], "MoverQueue MessageRetentionPeriod"),
+                    "RedrivePolicy": json.dumps(
+                        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": int(t.resolve(redrive["maxReceiveCount"], "maxReceiveCount"))}
+                    ),
+                },
+            )["QueueUrl"]
             queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            mapping = t.properties("MoverQueueMapping")
+            number = lambda field: int(t.resolve(mapping[field], f"MoverQueueMapping {field}"))  # noqa: E731
             self.lambda_.create_event_source_mapping(
                 EventSourceArn=queue_arn,
                 FunctionName=mover,
-                BatchSize=10,
-                FunctionResponseTypes=["ReportBatchItemFailures"],
+                BatchSize=number("BatchSize"),
+                MaximumBatchingWindowInSeconds=number("MaximumBatchingWindowInSeconds"),
+                FunctionResponseTypes=mapping["FunctionResponseTypes"],
+                ScalingConfig={
+                    "MaximumConcurrency": int(t.resolve(mapping["ScalingConfig"]["MaximumConcurrency"], "MaximumConcurrency"))
+                },
             )
+            return queue, queue_arn, dlq
+
+        def drained(route, queue, dlq):
+            for url, what in ((queue, "the queue"), (dlq, "the dead-letter queue")):
+                left = sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+                )["Attributes"]
+                waiting = int(left["ApproximateNumberOfMessages"]) + int(left["ApproximateNumberOfMessagesNotVisible"])
+                expect(waiting == 0, f"{route}: {waiting} messages left in {what}")
+            return ", queue and dead-letter queue empty"
+
+        def through_sqs():
+            queue, queue_arn, dlq = mover_queue("s3mm-mover-queue")
             self.s3.put_bucket_notification_configuration(
                 Bucket=SOURCE_BUCKET,
                 NotificationConfiguration={
@@ -453,18 +515,36 @@ class LocalAws(Cases):
                     ]
                 },
             )
-            said = uploads_move("S3 -> SQS -> Lambda", ["sqs/relatório 2026.csv", "sqs/x y.csv"])
-            left = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
-            left = int(left["Attributes"]["ApproximateNumberOfMessages"])
-            expect(left == 0, f"S3 -> SQS -> Lambda: {left} messages left in the queue")
-            return said + ", queue empty"
+            route = "S3 -> SQS -> Lambda"
+            said = uploads_move(route, ["sqs/relatório 2026.csv", "sqs/x y.csv"])
+            return said + drained(route, queue, dlq)
+
+        def eventbridge_through_sqs():
+            """CreateBuckets=false, DeliveryMode=sqs: the bucket sends its
+            events to EventBridge, MoverObjectCreatedRule (its event pattern
+            from the template) puts them in the queue."""
+            queue, queue_arn, dlq = mover_queue("s3mm-mover-queue-eb")
+            events = boto3.session.Session(region_name="us-east-1").client("events", endpoint_url=self.endpoint)
+            rule = self.template.properties("MoverObjectCreatedRule")
+            pattern = self.template.resolve_deep(
+                rule["EventPattern"], {"HasSourcePrefix": source_prefix != ""}, "MoverObjectCreatedRule EventPattern"
+            )
+            events.put_rule(Name="s3mm-object-created", EventPattern=json.dumps(pattern), State="ENABLED")
+            events.put_targets(Rule="s3mm-object-created", Targets=[{"Id": "mover", "Arn": queue_arn}])
+            self.s3.put_bucket_notification_configuration(
+                Bucket=SOURCE_BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+            route = "S3 -> EventBridge -> SQS -> Lambda"
+            said = uploads_move(route, ["eb/pão de queijo.csv", "eb/a+b=c.csv"])
+            return said + drained(route, queue, dlq)
 
         self.case("move on upload: S3 notification -> mover (aws s3 cp):", direct)
-        self.case("move on upload: S3 -> SQS -> mover, partial batch responses (aws s3 cp):", through_sqs)
-        # The third route, S3 -> EventBridge rule -> mover (CreateBuckets=false),
-        # is not shown: moto 5.2.5 matches S3's events against rules but
-        # delivers them only to log groups, SQS, event buses and API
-        # destinations, never to a Lambda function.
+        self.case("move on upload: S3 -> SQS -> mover, DeliveryMode=sqs settings (aws s3 cp):", through_sqs)
+        self.case("move on upload: S3 -> EventBridge rule -> SQS -> mover (aws s3 cp):", eventbridge_through_sqs)
+        # S3 -> EventBridge rule -> mover (DeliveryMode=direct,
+        # CreateBuckets=false) is not shown: moto 5.2.5 delivers rule matches
+        # to log groups, SQS, event buses and API destinations, never to a
+        # Lambda function.
 
 
 def main():

@@ -309,6 +309,7 @@ def main():
     for name in (
         "mover-s3-put.json",
         "mover-sqs.json",
+        "mover-sqs-eventbridge.json",
         "mover-eventbridge.json",
         "mover-batch-operations-1.0.json",
         "mover-batch-operations-2.0.json",

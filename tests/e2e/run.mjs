@@ -863,7 +863,8 @@ async function moverPhase(emulator, s3) {
   for (const bucket of [MOVER_SRC, MOVER_DST]) await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const landed = `archive/daily report São Paulo.csv`;
   const batchFiles = ['mover-batch-operations-1.0.json', 'mover-batch-operations-2.0.json'];
-  for (const file of ['mover-s3-put.json', 'mover-sqs.json', 'mover-eventbridge.json', ...batchFiles]) {
+  const sqsFiles = ['mover-sqs.json', 'mover-sqs-eventbridge.json'];
+  for (const file of ['mover-s3-put.json', ...sqsFiles, 'mover-eventbridge.json', ...batchFiles]) {
     await s3.send(new PutObjectCommand({ Bucket: MOVER_SRC, Key: SAMPLE_KEY, Body: SAMPLE_BODY }));
     const event = JSON.parse(fs.readFileSync(path.join(ROOT, 'events', file), 'utf8'));
     let answer;
@@ -875,7 +876,7 @@ async function moverPhase(emulator, s3) {
     }
     const body = error ? null : (await getText(s3, MOVER_DST, landed).catch(() => null))?.toString('utf8');
     const sourceGone = !(await exists(s3, MOVER_SRC, SAMPLE_KEY));
-    const sqsOk = file !== 'mover-sqs.json' || (Array.isArray(answer?.batchItemFailures) && answer.batchItemFailures.length === 0);
+    const sqsOk = !sqsFiles.includes(file) || (Array.isArray(answer?.batchItemFailures) && answer.batchItemFailures.length === 0);
     // S3 Batch Operations reads each task's resultCode.
     const batchOk =
       !batchFiles.includes(file) ||

@@ -4,7 +4,7 @@
 #   0. sam-local-invoke interrupted with Ctrl-C while a function runs;
 #   1. sam-local-invoke with one event made wrong on purpose (an SQS message
 #      whose body is cut short): exits non-zero, names MoverFunction and the
-#      event, and still passes the five other invocations;
+#      event, and still passes the eight other invocations;
 #   2. sam-local-invoke as it is: exits 0, one `ok` line per invocation
 #      (and one for `aws lambda invoke` on `sam local start-lambda`);
 #   3. local-aws with one output tampered with after the run (--tamper-output):
@@ -104,7 +104,7 @@ check "a wrong event: names MoverFunction and mover-sqs.json" \
   "$(grep -qE '^FAIL MoverFunction +mover-sqs\.json .*batchItemFailures' "$out" && echo 1 || echo 0)" \
   "$(grep -E '^FAIL' "$out" | head -n 1 | cut -c1-160)"
 invocations_ok="$(grep '^ok ' "$out" | grep -vc ' start-lambda ' || true)"
-check "a wrong event: the seven other invocations pass" "$([ "$invocations_ok" = 7 ] && echo 1 || echo 0)" "$invocations_ok ok"
+check "a wrong event: the eight other invocations pass" "$([ "$invocations_ok" = 8 ] && echo 1 || echo 0)" "$invocations_ok ok"
 nothing_left sam-wrong
 
 echo "== sam-local-invoke.sh"

@@ -205,7 +205,13 @@ pub async fn run(options: &DemoOptions, progress: &MultiProgress) -> anyhow::Res
         &MoverAssumptions {
             objects_per_day: options.files as f64,
             days: 1.0,
-            ms_per_invocation: 40.0,
+            delivery: cost::Delivery::Direct,
+            objects_per_invocation: 1.0,
+            ms_per_invocation: cost::measured().mover.ms_for(1).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "crates/core/data/measured-durations.json has no mover duration for one object per invocation"
+                )
+            })?,
             memory_mb: 128.0,
             architecture: Architecture::Arm64,
         },

@@ -13,7 +13,7 @@ pub mod s3url;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use s3mm_core::client::{ClientSettings, load_client_for};
-use s3mm_core::cost::{self, Architecture, Estimate, MergeAssumptions, MoverAssumptions};
+use s3mm_core::cost::{self, Architecture, Delivery, Estimate, MergeAssumptions, MoverAssumptions};
 use s3url::{S3ObjectUrl, S3Url};
 use serde_json::json;
 use std::path::PathBuf;
@@ -162,6 +162,12 @@ pub enum Command {
         /// Lambda architecture: arm64 or x86_64.
         #[arg(long, default_value = "arm64", value_parser = ["arm64", "x86_64"])]
         architecture: String,
+        /// How events reach the mover (the stack's DeliveryMode): direct or sqs.
+        #[arg(long, default_value = "direct", value_parser = ["direct", "sqs"])]
+        delivery: String,
+        /// With --delivery sqs: objects per mover invocation (a measured size: 10 or 100).
+        #[arg(long, default_value_t = 10)]
+        mover_batch_size: u32,
     },
 }
 
@@ -356,35 +362,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
             server.shutdown().await;
             Ok(Finished { text: format!("{counters}\n"), json: counters, failed: false })
         }
-        Command::Cost { objects_per_day, merge_files, batch_size, architecture } => {
+        Command::Cost { objects_per_day, merge_files, batch_size, architecture, delivery, mover_batch_size } => {
             let architecture = if architecture == "x86_64" { Architecture::X86_64 } else { Architecture::Arm64 };
+            let delivery = if delivery == "sqs" { Delivery::Sqs } else { Delivery::Direct };
+            let per_invocation = if delivery == Delivery::Sqs { mover_batch_size } else { 1 };
             let table = cost::prices();
-            let mover = cost::mover_month(
-                &table,
-                &MoverAssumptions {
-                    objects_per_day: objects_per_day as f64,
-                    days: 30.0,
-                    ms_per_invocation: 40.0,
-                    memory_mb: 128.0,
-                    architecture,
-                },
-            );
+            let measured = cost::measured();
+            let mover_at = |objects_per_day: f64, days: f64, delivery: Delivery, per_invocation: u32| {
+                let ms = measured.mover.ms_for(per_invocation).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--mover-batch-size {per_invocation}: no measured duration for {per_invocation} objects per invocation; measured: {:?}",
+                        measured.mover.measured_batch_sizes()
+                    )
+                })?;
+                anyhow::Ok(cost::mover_month(
+                    &table,
+                    &MoverAssumptions {
+                        objects_per_day,
+                        days,
+                        delivery,
+                        objects_per_invocation: f64::from(per_invocation),
+                        ms_per_invocation: ms,
+                        memory_mb: measured.mover.memory_mb,
+                        architecture,
+                    },
+                ))
+            };
+            let mover = mover_at(objects_per_day as f64, 30.0, delivery, per_invocation)?;
+            let modes = [(Delivery::Direct, 1), (Delivery::Sqs, 10), (Delivery::Sqs, 100)];
+            let mut per_thousand = serde_json::Map::new();
+            let mut modes_text = String::from("mover per 1,000 objects, by delivery mode:\n");
+            for (mode, per_invocation) in modes {
+                let estimate = mover_at(1000.0, 1.0, mode, per_invocation)?;
+                let name = match mode {
+                    Delivery::Direct => "direct".to_owned(),
+                    Delivery::Sqs => format!("sqs_batch_{per_invocation}"),
+                };
+                let lambda: f64 =
+                    estimate.lines.iter().filter(|l| l.item.starts_with("Lambda")).fold(0.0, |sum, l| sum + l.dollars);
+                let sqs: f64 =
+                    estimate.lines.iter().filter(|l| l.item.starts_with("SQS")).fold(0.0, |sum, l| sum + l.dollars);
+                let s3: f64 =
+                    estimate.lines.iter().filter(|l| l.item.starts_with("S3")).fold(0.0, |sum, l| sum + l.dollars);
+                modes_text.push_str(&format!(
+                    "  {name:<14} S3 ${s3:.6}  Lambda ${lambda:.6}  SQS ${sqs:.6}  total ${:.6}\n",
+                    estimate.total_dollars
+                ));
+                per_thousand.insert(name, serde_json::to_value(&estimate)?);
+            }
+            let ms_per_batch = measured.csv_merger.ms_for(batch_size as f64);
             let merge = cost::merge_run(
                 &table,
                 &MergeAssumptions {
                     files: merge_files as f64,
                     batch_size: batch_size as f64,
-                    ms_per_batch: 1500.0,
-                    merger_memory_mb: 256.0,
+                    ms_per_batch,
+                    merger_memory_mb: measured.csv_merger.memory_mb,
                     architecture,
                 },
             );
+            let mover_points: Vec<String> = measured
+                .mover
+                .per_invocation
+                .iter()
+                .map(|d| format!("{} ms for {}", d.ms_per_invocation, d.objects_per_invocation))
+                .collect();
             let text = format!(
-                "{}{}assumptions: mover 40 ms per object at 128 MB, one invocation per object; merger 1.5 s per {batch_size}-file batch at 256 MB\n",
-                estimate_text(&format!("mover, {objects_per_day} objects a day, per 30-day month"), &mover),
+                "{}{}{modes_text}durations measured {} (mover at {} MB: {} object(s) per invocation; csv-merger at {} MB: {} ms per {}-file batch, scaled to {batch_size} files): {}\n",
+                estimate_text(
+                    &format!(
+                        "mover, {objects_per_day} objects a day, per 30-day month, delivery {}",
+                        match delivery {
+                            Delivery::Direct => "direct".to_owned(),
+                            Delivery::Sqs => format!("sqs in batches of {per_invocation}"),
+                        }
+                    ),
+                    &mover
+                ),
                 estimate_text(&format!("one merge of {merge_files} files"), &merge),
+                measured.date,
+                measured.mover.memory_mb,
+                mover_points.join(", "),
+                measured.csv_merger.memory_mb,
+                measured.csv_merger.ms_per_batch,
+                measured.csv_merger.files_per_batch,
+                measured.source,
             );
-            Ok(Finished { json: json!({"mover_month": mover, "merge_run": merge}), text, failed: false })
+            Ok(Finished {
+                json: json!({
+                    "mover_month": mover,
+                    "merge_run": merge,
+                    "mover_per_1000_objects": per_thousand,
+                    "durations": measured,
+                }),
+                text,
+                failed: false,
+            })
         }
     }
 }

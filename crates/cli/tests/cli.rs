@@ -135,6 +135,43 @@ fn cost_prints_a_dated_estimate() {
     assert_eq!(estimate["mover_month"]["prices_date"], "2026-11-01");
     let copy = estimate["mover_month"]["lines"][0]["dollars"].as_f64().expect("dollars");
     assert!((copy - 120.0).abs() < 1e-6, "24M COPY requests cost $120, got {copy}");
+    // Every mode per 1,000 objects, each from a measured duration.
+    let modes = estimate["mover_per_1000_objects"].as_object().expect("modes");
+    assert_eq!(modes.keys().collect::<Vec<_>>(), ["direct", "sqs_batch_10", "sqs_batch_100"]);
+    let item = |mode: &str, prefix: &str| {
+        modes[mode]["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(prefix)))
+            .cloned()
+    };
+    assert_eq!(item("direct", "Lambda mover requests").expect("direct")["quantity"], 1000.0);
+    assert_eq!(item("sqs_batch_100", "Lambda mover requests").expect("sqs")["quantity"], 10.0);
+    assert!(item("direct", "SQS").is_none());
+    assert_eq!(item("sqs_batch_10", "SQS").expect("sqs")["quantity"], 1200.0);
+    assert!(estimate["durations"]["source"].as_str().is_some_and(|s| s.contains("runtime emulator")));
+}
+
+#[test]
+fn cost_of_sqs_delivery_and_an_unmeasured_batch_size() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_s3mm")).arg("cost").args(args).output().expect("runs");
+    let output = run(&["--delivery", "sqs", "--mover-batch-size", "100", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let estimate: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let lines = estimate["mover_month"]["lines"].as_array().expect("lines");
+    let requests = lines.iter().find(|l| l["item"] == "Lambda mover requests").expect("requests");
+    assert_eq!(requests["quantity"], 240_000.0, "24M objects in batches of 100");
+
+    let output = run(&["--delivery", "sqs", "--mover-batch-size", "7"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--mover-batch-size 7: no measured duration for 7 objects per invocation; measured: [1, 10, 100]"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -309,4 +346,27 @@ async fn backfill_writes_a_manifest_batch_operations_reads_back_to_the_objects()
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// docs/deploy.md shows `s3mm cost`'s per-1,000-objects table: it must be
+/// what the command prints.
+#[test]
+fn the_delivery_mode_costs_in_the_docs_are_the_commands_output() {
+    let output = Command::new(env!("CARGO_BIN_EXE_s3mm")).arg("cost").output().expect("runs");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let table = |text: &str| -> Option<String> {
+        let start = text.find("mover per 1,000 objects, by delivery mode:")?;
+        let rest = &text[start..];
+        Some(
+            rest.lines()
+                .take_while(|l| !l.is_empty() && *l != "..." && !l.starts_with("durations"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    };
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/deploy.md")).expect("docs");
+    let printed = table(&text).expect("the command prints the table");
+    assert_eq!(printed.lines().count(), 4, "{printed}");
+    assert_eq!(table(&docs).as_deref(), Some(printed.as_str()), "docs/deploy.md's table differs from `s3mm cost`");
 }

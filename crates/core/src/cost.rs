@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const PRICES: &str = include_str!("../data/aws-prices.json");
+const MEASURED: &str = include_str!("../data/measured-durations.json");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PriceTable {
@@ -50,6 +51,79 @@ pub fn prices() -> PriceTable {
     // The file is part of the source tree and checked by a unit test.
     serde_json::from_str(PRICES).unwrap_or_else(|err| panic!("data/aws-prices.json is invalid: {err}"))
 }
+
+/// Function durations measured on this project's bench, and how: the
+/// estimates use these, never a guess, and say where they came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredDurations {
+    pub date: String,
+    pub source: String,
+    pub mover: MoverDurations,
+    pub csv_merger: MergerDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoverDurations {
+    pub memory_mb: f64,
+    pub per_invocation: Vec<MoverDuration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoverDuration {
+    pub objects_per_invocation: u32,
+    pub ms_per_invocation: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergerDuration {
+    pub memory_mb: f64,
+    pub files_per_batch: u64,
+    pub ms_per_batch: f64,
+}
+
+impl MoverDurations {
+    /// The measured duration of an invocation moving this many objects.
+    pub fn ms_for(&self, objects_per_invocation: u32) -> Option<f64> {
+        self.per_invocation
+            .iter()
+            .find(|d| d.objects_per_invocation == objects_per_invocation)
+            .map(|d| d.ms_per_invocation)
+    }
+
+    pub fn measured_batch_sizes(&self) -> Vec<u32> {
+        self.per_invocation.iter().map(|d| d.objects_per_invocation).collect()
+    }
+}
+
+impl MergerDuration {
+    /// A batch of `files`, at the measured time per file (the merge of a
+    /// batch is linear in its files: one GET each, one upload).
+    pub fn ms_for(&self, files: f64) -> f64 {
+        self.ms_per_batch * files / self.files_per_batch.max(1) as f64
+    }
+}
+
+/// The durations compiled into this build.
+pub fn measured() -> MeasuredDurations {
+    // Part of the source tree and checked by a unit test, like the prices.
+    serde_json::from_str(MEASURED).unwrap_or_else(|err| panic!("data/measured-durations.json is invalid: {err}"))
+}
+
+/// How object-created events reach the mover (the template's DeliveryMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// S3 or the EventBridge rule invokes the mover once per object.
+    Direct,
+    /// The events wait in an SQS queue; the mover reads them in batches.
+    Sqs,
+}
+
+/// SQS requests per object with DeliveryMode=sqs: S3 (or EventBridge)
+/// sends each event as one message; Lambda's pollers receive and delete
+/// up to 10 messages per request. Idle long polls (a few hundred thousand
+/// requests a month, ~$0.26) are not included.
+pub const SQS_REQUESTS_PER_OBJECT: f64 = 1.2; // 1 + 0.1 + 0.1
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestClass {
@@ -178,12 +252,15 @@ pub fn lambda(
     ]
 }
 
-/// Assumptions behind the mover's monthly estimate: one invocation per
-/// object (S3 notifications carry one record), as measured for a 1 KiB move.
+/// Assumptions behind the mover's estimate: a 1 KiB move is one CopyObject
+/// and one DeleteObject; direct delivery invokes once per object (S3
+/// notifications carry one record), SQS delivery once per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MoverAssumptions {
     pub objects_per_day: f64,
     pub days: f64,
+    pub delivery: Delivery,
+    pub objects_per_invocation: f64,
     pub ms_per_invocation: f64,
     pub memory_mb: f64,
     pub architecture: Architecture,
@@ -194,7 +271,17 @@ pub fn mover_month(table: &PriceTable, a: &MoverAssumptions) -> Estimate {
     let requests =
         BTreeMap::from([("CopyObject".to_owned(), objects as u64), ("DeleteObject".to_owned(), objects as u64)]);
     let mut lines = s3_requests(table, &requests);
-    lines.extend(lambda(table, "mover", objects, a.ms_per_invocation, a.memory_mb, a.architecture));
+    let invocations = (objects / a.objects_per_invocation.max(1.0)).ceil();
+    lines.extend(lambda(table, "mover", invocations, a.ms_per_invocation, a.memory_mb, a.architecture));
+    if a.delivery == Delivery::Sqs {
+        let requests = objects * SQS_REQUESTS_PER_OBJECT;
+        lines.push(CostLine {
+            item: "SQS requests (send 1, receive and delete 0.1 each per object)".into(),
+            quantity: requests,
+            unit: "requests".into(),
+            dollars: requests / 1e6 * table.sqs.standard_requests_per_million,
+        });
+    }
     Estimate::new(table, lines)
 }
 
@@ -272,6 +359,8 @@ mod tests {
         let a = MoverAssumptions {
             objects_per_day: 800_000.0,
             days: 30.0,
+            delivery: Delivery::Direct,
+            objects_per_invocation: 1.0,
             ms_per_invocation: 40.0,
             memory_mb: 128.0,
             architecture: Architecture::Arm64,
@@ -279,5 +368,38 @@ mod tests {
         let estimate = mover_month(&table, &a);
         assert!((estimate.lines[0].dollars - 120.0).abs() < 1e-6, "24M COPY = $120");
         assert!(estimate.total_dollars > 120.0 && estimate.total_dollars < 140.0, "{}", estimate.total_dollars);
+    }
+
+    #[test]
+    fn sqs_delivery_trades_lambda_requests_for_sqs_requests() {
+        let table = prices();
+        let direct = MoverAssumptions {
+            objects_per_day: 1_000_000.0,
+            days: 1.0,
+            delivery: Delivery::Direct,
+            objects_per_invocation: 1.0,
+            ms_per_invocation: 40.0,
+            memory_mb: 128.0,
+            architecture: Architecture::Arm64,
+        };
+        let sqs = MoverAssumptions { delivery: Delivery::Sqs, objects_per_invocation: 100.0, ..direct };
+        let (direct, sqs) = (mover_month(&table, &direct), mover_month(&table, &sqs));
+        let line = |e: &Estimate, prefix: &str| e.lines.iter().find(|l| l.item.starts_with(prefix)).cloned();
+        assert_eq!(line(&direct, "Lambda mover requests").map(|l| l.quantity), Some(1_000_000.0));
+        assert_eq!(line(&sqs, "Lambda mover requests").map(|l| l.quantity), Some(10_000.0));
+        assert!(line(&direct, "SQS").is_none());
+        let sqs_line = line(&sqs, "SQS").expect("SQS line");
+        assert!((sqs_line.dollars - 1.2 * 0.40).abs() < 1e-9, "1.2 M SQS requests = $0.48");
+    }
+
+    #[test]
+    fn the_measured_durations_parse_and_cover_the_batch_sizes_priced() {
+        let m = measured();
+        assert!(m.date.len() == 10 && !m.source.is_empty());
+        for batch in [1, 10, 100] {
+            assert!(m.mover.ms_for(batch).is_some_and(|ms| ms > 0.0), "batch {batch}");
+        }
+        assert_eq!(m.mover.ms_for(7), None);
+        assert!((m.csv_merger.ms_for(500.0) - m.csv_merger.ms_per_batch / 2.0).abs() < 1e-9);
     }
 }

@@ -1,5 +1,6 @@
-//! The three shapes an object-created notification reaches the mover in,
-//! reduced to one list of objects. Parsing never panics: anything that is
+//! The shapes an object-created notification reaches the mover in (S3
+//! notification, SQS messages holding either kind of event, EventBridge,
+//! S3 Batch Operations tasks), reduced to lists of objects. Parsing never panics: anything that is
 //! not one of the shapes is an error that says what arrived.
 
 use s3mm_core::keys::{KeyError, decode_event_key};
@@ -25,7 +26,7 @@ pub enum EventError {
     MalformedRecord { index: usize, reason: String },
     #[error("record {index}: {source}")]
     BadKey { index: usize, source: KeyError },
-    #[error("SQS message {message_id} body is not an S3 notification: {reason}")]
+    #[error("SQS message {message_id} body is not an S3 notification or EventBridge event: {reason}")]
     MalformedMessage { message_id: String, reason: String },
     #[error("S3 Batch Operations event {invocation_id:?} is malformed: {reason}")]
     MalformedBatchJob { invocation_id: String, reason: String },
@@ -167,7 +168,9 @@ fn s3_records(records: &[Value]) -> Result<Vec<ObjectRef>, EventError> {
 }
 
 /// An SQS body holds an S3 notification, possibly wrapped in an SNS
-/// envelope (S3 -> SNS -> SQS fan-out), or an `s3:TestEvent`.
+/// envelope (S3 -> SNS -> SQS fan-out), an EventBridge "Object Created"
+/// event (an EventBridge rule targeting the queue: the stack's
+/// DeliveryMode=sqs with existing buckets), or an `s3:TestEvent`.
 fn sqs_body(message_id: &str, body: Option<&str>) -> Result<Vec<ObjectRef>, EventError> {
     let malformed = |reason: String| EventError::MalformedMessage { message_id: message_id.to_owned(), reason };
     let body = body.ok_or_else(|| malformed("no body".into()))?;
@@ -179,6 +182,9 @@ fn sqs_body(message_id: &str, body: Option<&str>) -> Result<Vec<ObjectRef>, Even
     }
     if is_test_event(&value) {
         return Ok(Vec::new());
+    }
+    if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return eventbridge_object(&value).map(|object| vec![object]).map_err(malformed);
     }
     let notification: S3Notification = serde_json::from_value(value.clone())
         .map_err(|_| malformed(format!("expected Records, got {}", describe(&value))))?;
@@ -299,18 +305,28 @@ pub fn parse(payload: &Value) -> Result<Invocation, EventError> {
         if detail_type != "Object Created" {
             return Err(EventError::Unrecognised { received: format!("an EventBridge {detail_type:?} event") });
         }
-        let detail: EventBridgeDetail =
-            serde_json::from_value(payload.get("detail").cloned().unwrap_or(Value::Null))
-                .map_err(|err| EventError::MalformedRecord { index: 0, reason: format!("detail: {err}") })?;
-        // EventBridge carries the key as S3 holds it, not form-encoded.
-        return Ok(Invocation::EventBridge(ObjectRef {
-            bucket: detail.bucket.name,
-            key: detail.object.key,
-            etag: detail.object.etag,
-            size: detail.object.size,
-        }));
+        return eventbridge_object(payload)
+            .map(Invocation::EventBridge)
+            .map_err(|reason| EventError::MalformedRecord { index: 0, reason });
     }
     Err(EventError::Unrecognised { received: describe(payload) })
+}
+
+/// The object of an EventBridge "Object Created" event from S3.
+fn eventbridge_object(event: &Value) -> Result<ObjectRef, String> {
+    let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+    if detail_type != "Object Created" {
+        return Err(format!("an EventBridge {detail_type:?} event, not \"Object Created\""));
+    }
+    let detail: EventBridgeDetail = serde_json::from_value(event.get("detail").cloned().unwrap_or(Value::Null))
+        .map_err(|err| format!("detail: {err}"))?;
+    // EventBridge carries the key as S3 holds it, not form-encoded.
+    Ok(ObjectRef {
+        bucket: detail.bucket.name,
+        key: detail.object.key,
+        etag: detail.object.etag,
+        size: detail.object.size,
+    })
 }
 
 #[cfg(test)]
@@ -354,6 +370,29 @@ mod tests {
         );
         assert_eq!(items[2].objects.as_ref().expect("sns")[0].key, "c");
         assert!(items[3].objects.as_ref().expect("test event").is_empty());
+    }
+
+    #[test]
+    fn eventbridge_events_in_sqs_messages() {
+        let created = json!({"version": "0", "source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "in/a+b%20c", "size": 2, "etag": "e"}}});
+        let deleted = json!({"source": "aws.s3", "detail-type": "Object Deleted",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "k"}}});
+        let event = json!({"Records": [
+            {"eventSource": "aws:sqs", "messageId": "m1", "body": created.to_string()},
+            {"eventSource": "aws:sqs", "messageId": "m2", "body": deleted.to_string()},
+            {"eventSource": "aws:sqs", "messageId": "m3", "body": json!({"source": "aws.s3", "detail-type": "Object Created"}).to_string()},
+        ]});
+        let Ok(Invocation::Sqs(items)) = parse(&event) else { panic!("sqs") };
+        let objects = items[0].objects.as_ref().expect("created");
+        assert_eq!(
+            objects,
+            &vec![ObjectRef { bucket: "b".into(), key: "in/a+b%20c".into(), etag: Some("e".into()), size: Some(2) }]
+        );
+        let err = items[1].objects.as_ref().expect_err("deleted").to_string();
+        assert!(err.contains("m2") && err.contains("Object Deleted"), "{err}");
+        let err = items[2].objects.as_ref().expect_err("no detail").to_string();
+        assert!(err.contains("m3") && err.contains("detail"), "{err}");
     }
 
     #[test]

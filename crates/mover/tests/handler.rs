@@ -112,6 +112,33 @@ async fn eventbridge_event_moves_its_object() {
     assert_eq!(f.s3.server.object("dst", "archive/x+y z.csv").expect("landed").data.as_ref(), b"eb");
 }
 
+/// DeliveryMode=sqs with existing buckets: an EventBridge rule puts the
+/// "Object Created" events in the queue, one per message.
+#[tokio::test]
+async fn sqs_batch_of_eventbridge_events() {
+    let f = fixture().await;
+    let eventbridge = |key: &str, etag: &str, size: usize| {
+        json!({"version": "0", "id": "e", "source": "aws.s3", "detail-type": "Object Created", "region": "us-east-1",
+            "detail": {"bucket": {"name": "src"}, "object": {"key": key, "size": size, "etag": etag}}})
+        .to_string()
+    };
+    let mut messages = Vec::new();
+    for (i, key) in ODD_KEYS.iter().enumerate() {
+        let body = format!("eventbridge row {i}\n");
+        let etag = f.s3.server.put_object("src", &format!("incoming/{key}"), body.as_bytes()).expect("put");
+        messages.push((format!("m{i}"), eventbridge(&format!("incoming/{key}"), etag.trim_matches('"'), body.len())));
+    }
+    messages.push(("m-gone".into(), eventbridge("incoming/never uploaded.csv", "0123", 1)));
+    let event = sqs_event(messages.iter().map(|(id, body)| (id.as_str(), body.clone())).collect());
+    let response = f.handler.handle(&event, "req-eb").await.expect("batch answered");
+    assert_eq!(response.body, json!({"batchItemFailures": [{"itemIdentifier": "m-gone"}]}));
+    for (i, key) in ODD_KEYS.iter().enumerate() {
+        let landed = f.s3.server.object("dst", &format!("archive/{key}")).unwrap_or_else(|| panic!("{key} landed"));
+        assert_eq!(landed.data.as_ref(), format!("eventbridge row {i}\n").as_bytes(), "{key}");
+        assert!(f.s3.server.object("src", &format!("incoming/{key}")).is_none(), "{key} left in the source");
+    }
+}
+
 #[tokio::test]
 async fn duplicates_late_events_and_overwrites() {
     let f = fixture().await;
