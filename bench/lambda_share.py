@@ -1,0 +1,519 @@
+"""Each Lambda binary at its memory's CPU share, as Lambda runs it.
+
+Lambda gives a function CPU in proportion to its memory: one vCPU at
+1,769 MB, so 7% of a core at 128 MB. This bench runs the release binaries
+of the four functions under cargo-lambda's runtime emulator
+(`cargo lambda watch --only-lambda-apis`), each process in a cgroup (v1 CPU
+controller) whose quota is its memory's share, against local-s3 answering
+every request after LATENCY ms; local-s3 and the emulator stay outside the
+cgroup. For every memory size and latency it records:
+
+  cold start    process start -> first answer (the first invocation)
+  warm          the median duration of the following invocations, as the
+                invoking client sees it (the emulator's proxying included)
+  CPU           CPU time of the function's process (cpuacct, ns) per object
+                or file, over the warm invocations
+  peak RSS      the process's VmHWM
+  cost          warm duration x memory at the price table's GB-second rate,
+                plus requests: per 1,000 objects (mover, at SQS batch sizes
+                1, 10 and 100), per 1,000-file batch (csv-merger), per
+                300,000-file run (the whole merge)
+
+and writes bench/results/lambda-share-<date>.json (date, commit, machine).
+Where the cgroup cannot be made (not root, no cgroup v1 CPU controller)
+it says so and runs unthrottled, labelled "unthrottled" in the JSON.
+
+Everything it starts (local-s3, the emulator, the functions) is stopped by
+pid. Nothing leaves 127.0.0.1.
+
+Usage:
+  bash scripts/bench-tools.sh              # boto3 for seeding, into .venv-bench/
+  .venv-bench/bin/python bench/lambda_share.py [--latency-ms 20,0]
+      [--memory 128,256,512,1024,1769] [--warm 5]
+  python3 bench/charts.py                  # SVG charts under docs/ from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE = ROOT / "target" / "release"
+PRICES = json.loads((ROOT / "crates" / "core" / "data" / "aws-prices.json").read_text())
+FULL_SHARE_MB = 1769
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+ACCESS_KEY, SECRET_KEY = "local-s3-access-key", "local-s3-secret-key"
+MERGE_FILES = 10_000  # 10 batches of 1,000: the batch-generator's and aggregator's run
+BATCH_FILES = 1_000
+MOVER_BATCHES = (1, 10, 100)
+RUN_FILES = 300_000
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Everything started here, stopped by pid on the way out."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(args, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(reversed(self.procs)):
+            self.stop(proc)
+
+
+class Share:
+    """A cgroup holding one function process at `memory_mb`'s CPU share,
+    with a cpuacct group beside it to count its CPU in nanoseconds."""
+
+    def __init__(self, name: str, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+        self.cpu = CGROUP_CPU / name
+        self.acct = CGROUP_CPUACCT / name
+        self.cpu.mkdir()
+        self.acct.mkdir()
+        (self.cpu / "cpu.cfs_period_us").write_text("100000")
+        (self.cpu / "cpu.cfs_quota_us").write_text(str(100000 * memory_mb // FULL_SHARE_MB))
+
+    @staticmethod
+    def available() -> str | None:
+        """None when shares can be made, else why not."""
+        if os.geteuid() != 0:
+            return "not root: cgroups cannot be made"
+        if not (CGROUP_CPU / "cpu.cfs_quota_us").exists() or not (CGROUP_CPUACCT / "cpuacct.usage").exists():
+            return "no cgroup v1 cpu and cpuacct controllers at /sys/fs/cgroup"
+        return None
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        # The process joins its cgroups before it execs the binary, so its
+        # start-up runs at the share too.
+        script = 'echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && shift 2 && exec "$@"'
+        return ["sh", "-c", script, "sh", str(self.cpu), str(self.acct), *argv]
+
+    def cpu_ns(self) -> int:
+        return int((self.acct / "cpuacct.usage").read_text())
+
+    def remove(self) -> None:
+        for group in (self.cpu, self.acct):
+            try:
+                group.rmdir()
+            except OSError as err:
+                log(f"could not remove {group}: {err}")
+
+
+class NoShare:
+    """Unthrottled, when cgroups cannot be made: CPU from /proc/PID/stat."""
+
+    def __init__(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+        self.pid: int | None = None
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def cpu_ns(self) -> int:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 10_000_000
+
+    def remove(self) -> None:
+        pass
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, procs: Processes, work: Path) -> None:
+        self.args = args
+        self.procs = procs
+        self.work = work
+        self.throttled = Share.available() is None
+        self.seq = 0
+
+    # ---------------------------------------------------------------- setup
+
+    def start_s3(self, latency_ms: int) -> str:
+        out = self.work / f"s3-{latency_ms}.out"
+        root = self.work / f"s3-{latency_ms}"
+        self.s3 = self.procs.start(
+            [str(RELEASE / "local-s3"), "--root", str(root), "--port", "0", "--latency-ms", str(latency_ms)],
+            stdout=out.open("w"),
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for line in out.read_text().splitlines():
+                if line.startswith("endpoint="):
+                    return line.split("=", 1)[1]
+            time.sleep(0.05)
+        raise RuntimeError("local-s3 did not print its endpoint")
+
+    def start_emulator(self) -> int:
+        port = free_port()
+        self.emulator = self.procs.start(
+            ["cargo", "lambda", "watch", "--only-lambda-apis", "--ignore-changes", "-A", "127.0.0.1", "-P", str(port)],
+            cwd=ROOT,
+            stdout=(self.work / "emulator.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return port
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the runtime emulator did not listen")
+
+    def s3_client(self, endpoint: str):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 10}),
+        )
+
+    def put_many(self, s3, bucket: str, objects: list[tuple[str, bytes]]) -> None:
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            list(pool.map(lambda kv: s3.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects))
+
+    # ------------------------------------------------------------ functions
+
+    def start_function(self, name: str, share, env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+        environment = {
+            **os.environ,
+            **env,
+            "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.port}/.rt/{name}",
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(share.memory_mb),
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "LOG_FORMAT": "json",
+            "RUST_LOG": "warn",
+        }
+        started = time.monotonic()
+        proc = self.procs.start(
+            share.wrap([str(RELEASE / name)]), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if isinstance(share, NoShare):
+            share.pid = proc.pid
+        return proc, started
+
+    def invoke(self, name: str, payload: dict) -> tuple[dict, float]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/2015-03-31/functions/{name}/invocations",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=900) as response:
+            body = response.read()
+        seconds = time.monotonic() - started
+        answer = json.loads(body) if body else {}
+        if isinstance(answer, dict) and "errorType" in answer:
+            raise RuntimeError(f"{name} failed: {answer}")
+        return answer, seconds
+
+    def measure(self, name: str, memory_mb: int, env: dict[str, str], payloads) -> dict:
+        """Starts `name` at `memory_mb`'s share; `payloads()` yields
+        (payload, objects, check) for the cold invocation then each warm one."""
+        self.seq += 1
+        share = Share(f"s3mm-bench-{os.getpid()}-{self.seq}", memory_mb) if self.throttled else NoShare(memory_mb)
+        proc = None
+        try:
+            proc, started = self.start_function(name, share, env)
+            warm_ms, cpu_ns, objects = [], 0, 0
+            cold_ms = None
+            for index, (payload, count, check) in enumerate(payloads()):
+                before = share.cpu_ns() if index > 0 else 0
+                answer, seconds = self.invoke(name, payload)
+                check(answer)
+                if index == 0:
+                    cold_ms = (time.monotonic() - started) * 1000
+                else:
+                    cpu_ns += share.cpu_ns() - before
+                    warm_ms.append(seconds * 1000)
+                    objects += count
+            rss_kib = self.peak_rss_kib(proc.pid)
+            return {
+                "memory_mb": memory_mb,
+                "cold_start_ms": round(cold_ms, 1),
+                "warm_ms": round(statistics.median(warm_ms), 1),
+                "warm_ms_all": [round(ms, 1) for ms in warm_ms],
+                "cpu_us_per_object": round(cpu_ns / 1000 / max(objects, 1), 1),
+                "peak_rss_mib": round(rss_kib / 1024, 1),
+            }
+        finally:
+            # A cgroup can be removed only once its process has exited.
+            if proc is not None:
+                self.procs.stop(proc)
+            share.remove()
+
+    @staticmethod
+    def peak_rss_kib(pid: int) -> int:
+        # The wrapper shell exec'd the binary: the pid is the function's.
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    # ------------------------------------------------------------- the cases
+
+    def mover_cases(self, s3, memory_mb: int) -> list[dict]:
+        out = []
+        for batch in MOVER_BATCHES:
+            def payloads(batch=batch):
+                for _ in range(self.args.warm + 1):
+                    self.seq += 1
+                    keys = [f"incoming/{self.seq}/obj-{i:04}.bin" for i in range(batch)]
+                    self.put_many(s3, "src", [(k, b"x" * 1024) for k in keys])
+                    records = [
+                        {
+                            "messageId": f"m{i}",
+                            "eventSource": "aws:sqs",
+                            "body": json.dumps(
+                                {
+                                    "Records": [
+                                        {
+                                            "eventSource": "aws:s3",
+                                            "eventName": "ObjectCreated:Put",
+                                            "s3": {"bucket": {"name": "src"}, "object": {"key": k, "size": 1024}},
+                                        }
+                                    ]
+                                }
+                            ),
+                        }
+                        for i, k in enumerate(keys)
+                    ]
+
+                    def check(answer, keys=keys):
+                        if answer.get("batchItemFailures") != []:
+                            raise RuntimeError(f"mover: {answer}")
+
+                    yield {"Records": records}, batch, check
+
+            env = {"DEST_BUCKET": "dst", "DEST_PREFIX": "archive/", "SOURCE_PREFIX": "incoming/"}
+            result = self.measure("mover", memory_mb, env, payloads)
+            result["objects_per_invocation"] = batch
+            out.append(result)
+        return out
+
+    def merge_cases(self, memory_mb: int) -> dict:
+        self.seq += 1
+        run_id = f"share-{memory_mb}-{self.seq}"
+        generate = {
+            "source_bucket": "b-in",
+            "source_prefix": "csvs/",
+            "dest_bucket": "b-out",
+            "dest_prefix": "m/",
+            "batch_size": BATCH_FILES,
+        }
+
+        def generator_payloads():
+            for i in range(self.args.warm + 1):
+                def check(answer):
+                    if answer.get("total_files") != MERGE_FILES:
+                        raise RuntimeError(f"batch-generator: {answer}")
+
+                yield {**generate, "run_id": f"{run_id}-{i}"}, MERGE_FILES, check
+
+        generator = self.measure("batch-generator", memory_mb, {}, generator_payloads)
+        run_prefix = f"m/{run_id}-0/"
+
+        def merger_payloads():
+            # Every batch of the run, so that the aggregator finds them all.
+            for i in range(max(self.args.warm + 1, MERGE_FILES // BATCH_FILES)):
+                batch = i % (MERGE_FILES // BATCH_FILES)
+                payload = {
+                    "run_id": f"{run_id}-0",
+                    "source_bucket": "b-in",
+                    "dest_bucket": "b-out",
+                    "run_prefix": run_prefix,
+                    "batch": {
+                        "batch_id": batch,
+                        "manifest_key": f"{run_prefix}_manifests/batch-{batch:05}.json",
+                        "output_key": f"{run_prefix}merged-{batch:05}.csv",
+                        "file_count": BATCH_FILES,
+                    },
+                }
+
+                def check(answer):
+                    if answer.get("rows") != BATCH_FILES:
+                        raise RuntimeError(f"csv-merger: {answer}")
+
+                yield payload, BATCH_FILES, check
+
+        merger = self.measure("csv-merger", memory_mb, {}, merger_payloads)
+
+        def aggregator_payloads():
+            for _ in range(self.args.warm + 1):
+                def check(answer):
+                    if answer.get("rows") != MERGE_FILES and answer.get("summary", {}).get("rows") != MERGE_FILES:
+                        raise RuntimeError(f"results-aggregator: {answer}")
+
+                payload = {"run_id": f"{run_id}-0", "source_bucket": "b-in", "dest_bucket": "b-out", "run_prefix": run_prefix}
+                yield payload, MERGE_FILES, check
+
+        aggregator = self.measure("results-aggregator", memory_mb, {}, aggregator_payloads)
+        return {"batch-generator": generator, "csv-merger": merger, "results-aggregator": aggregator}
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> dict:
+        results = []
+        for latency in self.args.latency_ms:
+            self.endpoint = self.start_s3(latency)
+            s3 = self.s3_client(self.endpoint)
+            for bucket in ("src", "dst", "b-in", "b-out"):
+                s3.create_bucket(Bucket=bucket)
+            log(f"latency {latency} ms: seeding {MERGE_FILES} CSVs")
+            self.put_many(
+                s3,
+                "b-in",
+                [(f"csvs/{i:06}.csv", f"id,name,amount\n{i},name {i},{i}\n".encode()) for i in range(MERGE_FILES)],
+            )
+            for memory_mb in self.args.memory:
+                log(f"latency {latency} ms, {memory_mb} MB ({100 * memory_mb / FULL_SHARE_MB:.1f}% of a core)")
+                row = {"latency_ms": latency, "memory_mb": memory_mb, "mover": self.mover_cases(s3, memory_mb)}
+                row.update(self.merge_cases(memory_mb))
+                row["cost"] = costs(row)
+                results.append(row)
+                log("   " + summary_line(row))
+            self.procs.stop(self.s3)
+        return {
+            "bench": "lambda-share",
+            "date": datetime.date.today().isoformat(),
+            "commit": commit(),
+            "machine": machine(),
+            "cpu_share": "cgroup v1 cpu quota, 100,000 us period, MB/1,769 of a core"
+            if self.throttled
+            else f"unthrottled ({Share.available()})",
+            "warm_invocations": self.args.warm,
+            "rows": results,
+        }
+
+
+def gb_second(memory_mb: float) -> float:
+    return memory_mb / 1024 * PRICES["lambda"]["gb_second_arm64"]
+
+
+def costs(row: dict) -> dict:
+    """Dollars at arm64 prices, Lambda only (S3 requests are the same at any memory)."""
+    request = PRICES["lambda"]["requests_per_million"] / 1e6
+    memory = row["memory_mb"]
+    out = {}
+    for case in row["mover"]:
+        per_invocation = case["warm_ms"] / 1000 * gb_second(memory) + request
+        out[f"mover_per_1000_objects_batch_{case['objects_per_invocation']}"] = per_invocation * 1000 / case["objects_per_invocation"]
+    merger = row["csv-merger"]["warm_ms"] / 1000 * gb_second(memory) + request
+    out["csv_merger_per_1000_file_batch"] = merger
+    batches = RUN_FILES / BATCH_FILES
+    generator = row["batch-generator"]["warm_ms"] * RUN_FILES / MERGE_FILES / 1000 * gb_second(memory) + request
+    aggregator = row["results-aggregator"]["warm_ms"] * RUN_FILES / MERGE_FILES / 1000 * gb_second(memory) + request
+    out["merge_per_300k_run_lambda"] = generator + merger * batches + aggregator
+    return {k: round(v, 8) for k, v in out.items()}
+
+
+def summary_line(row: dict) -> str:
+    movers = ", ".join(f"{c['objects_per_invocation']}/inv {c['warm_ms']} ms {c['cpu_us_per_object']} us/obj" for c in row["mover"])
+    merger = row["csv-merger"]
+    return (
+        f"mover {movers}; csv-merger {merger['warm_ms']} ms/batch {merger['cpu_us_per_object']} us/file "
+        f"(cold {merger['cold_start_ms']} ms, {merger['peak_rss_mib']} MiB)"
+    )
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def machine() -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    return f"{os.cpu_count()} cores, {model}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    numbers = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+    parser.add_argument("--latency-ms", type=numbers, default=[20, 0])
+    parser.add_argument("--memory", type=numbers, default=[128, 256, 512, 1024, 1769])
+    parser.add_argument("--warm", type=int, default=5, help="warm invocations per case")
+    parser.add_argument("--out", type=Path, help="default: bench/results/lambda-share-<date>.json")
+    args = parser.parse_args()
+    if shutil.which("cargo") is None:
+        sys.exit("cargo is not on PATH")
+    why_not = Share.available()
+    if why_not:
+        log(f"CPU shares cannot be emulated here ({why_not}): running UNTHROTTLED, labelled so in the results")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    log("cargo build --release --bins")
+    subprocess.run(["cargo", "build", "--release", "--bins", "--quiet"], cwd=ROOT, check=True)
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="s3mm-lambda-share-") as work:
+        try:
+            bench = Bench(args, procs, Path(work))
+            bench.port = bench.start_emulator()
+            report = bench.run()
+        finally:
+            procs.stop_all()
+    out = args.out or ROOT / "bench" / "results" / f"lambda-share-{report['date']}.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    log(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
