@@ -332,7 +332,7 @@ class Bench:
                         for i, k in enumerate(keys)
                     ]
 
-                    def check(answer, keys=keys):
+                    def check(answer):
                         if answer.get("batchItemFailures") != []:
                             raise RuntimeError(f"mover: {answer}")
 

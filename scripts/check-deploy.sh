@@ -68,11 +68,12 @@ step "checkov template.yaml in its four shapes (offline; skips are in the templa
 # scanned in a copy whose defaults select it (scripts/template_shapes.py).
 ckv_dir="$(mktemp -d)"
 .venv/bin/python scripts/template_shapes.py template.yaml "$ckv_dir"
-for shape in direct-true direct-false sqs-true sqs-false; do
+for file in "$ckv_dir"/*.yaml; do
+  shape="$(basename "$file" .yaml)"
   echo "   DeliveryMode=${shape%-*} CreateBuckets=${shape#*-}:"
   env -u BC_API_KEY -u PRISMA_API_URL -u BC_API_URL -u CKV_CHECK -u CKV_SKIP_CHECK -u CKV_FRAMEWORK \
     BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false \
-    .venv-checkov/bin/checkov --file "$ckv_dir/$shape.yaml" --framework cloudformation --skip-download \
+    .venv-checkov/bin/checkov --file "$file" --framework cloudformation --skip-download \
     --output json --output-file-path "$ckv_dir/$shape" >/dev/null || true  # judged from its JSON report below
   .venv/bin/python - "$ckv_dir/$shape/results_json.json" "$shape" <<'EOF'
 import json, sys

@@ -200,6 +200,7 @@ pub async fn run(options: &DemoOptions, progress: &MultiProgress) -> anyhow::Res
     );
 
     let table = cost::prices();
+    let measured = cost::measured();
     let aws_cost_move = cost::mover_month(
         &table,
         &MoverAssumptions {
@@ -207,12 +208,12 @@ pub async fn run(options: &DemoOptions, progress: &MultiProgress) -> anyhow::Res
             days: 1.0,
             delivery: cost::Delivery::Direct,
             objects_per_invocation: 1.0,
-            ms_per_invocation: cost::measured().mover.ms_for(1).ok_or_else(|| {
+            ms_per_invocation: measured.mover.ms_for(1).ok_or_else(|| {
                 anyhow::anyhow!(
                     "crates/core/data/measured-durations.json has no mover duration for one object per invocation"
                 )
             })?,
-            memory_mb: 128.0,
+            memory_mb: measured.mover.memory_mb,
             architecture: Architecture::Arm64,
         },
     );

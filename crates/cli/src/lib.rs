@@ -398,14 +398,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                     Delivery::Direct => "direct".to_owned(),
                     Delivery::Sqs => format!("sqs_batch_{per_invocation}"),
                 };
-                let lambda: f64 =
-                    estimate.lines.iter().filter(|l| l.item.starts_with("Lambda")).fold(0.0, |sum, l| sum + l.dollars);
-                let sqs: f64 =
-                    estimate.lines.iter().filter(|l| l.item.starts_with("SQS")).fold(0.0, |sum, l| sum + l.dollars);
-                let s3: f64 =
-                    estimate.lines.iter().filter(|l| l.item.starts_with("S3")).fold(0.0, |sum, l| sum + l.dollars);
                 modes_text.push_str(&format!(
-                    "  {name:<14} S3 ${s3:.6}  Lambda ${lambda:.6}  SQS ${sqs:.6}  total ${:.6}\n",
+                    "  {name:<14} S3 ${:.6}  Lambda ${:.6}  SQS ${:.6}  total ${:.6}\n",
+                    estimate.dollars_of("S3"),
+                    estimate.dollars_of("Lambda"),
+                    estimate.dollars_of("SQS"),
                     estimate.total_dollars
                 ));
                 per_thousand.insert(name, serde_json::to_value(&estimate)?);

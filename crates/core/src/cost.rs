@@ -178,6 +178,12 @@ impl Estimate {
         Self::new(table, lines)
     }
 
+    /// The dollars of the lines whose item starts with `prefix` ("S3",
+    /// "Lambda", "SQS").
+    pub fn dollars_of(&self, prefix: &str) -> f64 {
+        self.lines.iter().filter(|l| l.item.starts_with(prefix)).fold(0.0, |sum, l| sum + l.dollars)
+    }
+
     fn new(table: &PriceTable, lines: Vec<CostLine>) -> Self {
         let total_dollars = lines.iter().map(|l| l.dollars).sum();
         Self { prices_date: table.date.clone(), region: table.region.clone(), lines, total_dollars }
@@ -353,19 +359,23 @@ mod tests {
         assert_eq!(lines[2].dollars, 0.0);
     }
 
-    #[test]
-    fn the_mover_month_is_dominated_by_copy_requests() {
-        let table = prices();
-        let a = MoverAssumptions {
-            objects_per_day: 800_000.0,
-            days: 30.0,
+    /// One invocation per object, 40 ms at 128 MB, arm64.
+    fn direct_mover(objects_per_day: f64, days: f64) -> MoverAssumptions {
+        MoverAssumptions {
+            objects_per_day,
+            days,
             delivery: Delivery::Direct,
             objects_per_invocation: 1.0,
             ms_per_invocation: 40.0,
             memory_mb: 128.0,
             architecture: Architecture::Arm64,
-        };
-        let estimate = mover_month(&table, &a);
+        }
+    }
+
+    #[test]
+    fn the_mover_month_is_dominated_by_copy_requests() {
+        let table = prices();
+        let estimate = mover_month(&table, &direct_mover(800_000.0, 30.0));
         assert!((estimate.lines[0].dollars - 120.0).abs() < 1e-6, "24M COPY = $120");
         assert!(estimate.total_dollars > 120.0 && estimate.total_dollars < 140.0, "{}", estimate.total_dollars);
     }
@@ -373,15 +383,7 @@ mod tests {
     #[test]
     fn sqs_delivery_trades_lambda_requests_for_sqs_requests() {
         let table = prices();
-        let direct = MoverAssumptions {
-            objects_per_day: 1_000_000.0,
-            days: 1.0,
-            delivery: Delivery::Direct,
-            objects_per_invocation: 1.0,
-            ms_per_invocation: 40.0,
-            memory_mb: 128.0,
-            architecture: Architecture::Arm64,
-        };
+        let direct = direct_mover(1_000_000.0, 1.0);
         let sqs = MoverAssumptions { delivery: Delivery::Sqs, objects_per_invocation: 100.0, ..direct };
         let (direct, sqs) = (mover_month(&table, &direct), mover_month(&table, &sqs));
         let line = |e: &Estimate, prefix: &str| e.lines.iter().find(|l| l.item.starts_with(prefix)).cloned();
@@ -390,6 +392,8 @@ mod tests {
         assert!(line(&direct, "SQS").is_none());
         let sqs_line = line(&sqs, "SQS").expect("SQS line");
         assert!((sqs_line.dollars - 1.2 * 0.40).abs() < 1e-9, "1.2 M SQS requests = $0.48");
+        assert_eq!(sqs.dollars_of("SQS"), sqs_line.dollars);
+        assert_eq!(direct.dollars_of("SQS"), 0.0);
     }
 
     #[test]
