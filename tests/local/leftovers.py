@@ -1,9 +1,9 @@
 """Prints the processes a run of scripts/sam-local-invoke.sh or
 scripts/local-aws.sh would have left: any whose command line names the
-run's work directory or dockerd's exec root (dockerd, containerd and its
+run's work directory or its dockerd's exec root (dockerd, containerd and its
 shims, local-s3), and any Lambda container process or moto server (they
 run on the host, in their own namespaces, and name no directory).
-Usage: python3 leftovers.py DIR"""
+Usage: python3 leftovers.py DIR [DOCKERD_EXEC_ROOT]"""
 
 import os
 import sys
@@ -24,7 +24,8 @@ def processes(markers):
 
 
 if __name__ == "__main__":
-    # dockerd's exec root (and so containerd's sockets) is /tmp/s3mm-dockerd.*.
-    markers = [sys.argv[1].encode(), b"/tmp/s3mm-dockerd.", b"aws-lambda-rie", b"/var/task/bootstrap", b"moto_server"]
+    # dockerd's exec root (and so containerd's sockets) is the run's own
+    # /tmp/s3mm-dockerd.* folder, given when the run started a dockerd.
+    markers = [arg.encode() for arg in sys.argv[1:3]] + [b"aws-lambda-rie", b"/var/task/bootstrap", b"moto_server"]
     for pid, cmdline in processes(markers):
         print(pid, cmdline[:200])

@@ -13,7 +13,7 @@ pub mod s3url;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use s3mm_core::client::{ClientSettings, load_client_for};
-use s3mm_core::cost::{self, Architecture, Delivery, Estimate, MergeAssumptions, MoverAssumptions};
+use s3mm_core::cost::{self, Architecture, Delivery, Estimate, MoverAssumptions};
 use s3url::{S3ObjectUrl, S3Url};
 use serde_json::json;
 use std::path::PathBuf;
@@ -407,16 +407,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 ));
                 per_thousand.insert(name, serde_json::to_value(&estimate)?);
             }
-            let ms_per_batch = measured.csv_merger.ms_for(batch_size as f64);
             let merge = cost::merge_run(
                 &table,
-                &MergeAssumptions {
-                    files: merge_files as f64,
-                    batch_size: batch_size as f64,
-                    ms_per_batch,
-                    merger_memory_mb: measured.csv_merger.memory_mb,
-                    architecture,
-                },
+                &measured.merge_assumptions(merge_files as f64, batch_size as f64, architecture),
             );
             let mover_points: Vec<String> = measured
                 .mover
@@ -425,7 +418,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 .map(|d| format!("{} ms for {}", d.ms_per_invocation, d.objects_per_invocation))
                 .collect();
             let text = format!(
-                "{}{}{modes_text}durations measured {} (mover at {} MB: {} object(s) per invocation; csv-merger at {} MB: {} ms per {}-file batch, scaled to {batch_size} files): {}\n",
+                "{}{}{modes_text}durations measured {} (mover at {} MB: {} object(s) per invocation; csv-merger at {} MB: {} ms per {}-file batch, scaled to {batch_size} files; batch-generator at {} MB: {} ms per {} files and results-aggregator at {} MB: {} ms per {} batches, scaled to the run): {}\n",
                 estimate_text(
                     &format!(
                         "mover, {objects_per_day} objects a day, per 30-day month, delivery {}",
@@ -443,6 +436,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Finished> {
                 measured.csv_merger.memory_mb,
                 measured.csv_merger.ms_per_batch,
                 measured.csv_merger.files_per_batch,
+                measured.batch_generator.memory_mb,
+                measured.batch_generator.ms,
+                measured.batch_generator.units,
+                measured.results_aggregator.memory_mb,
+                measured.results_aggregator.ms,
+                measured.results_aggregator.units,
                 measured.source,
             );
             Ok(Finished {

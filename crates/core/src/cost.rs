@@ -57,9 +57,29 @@ pub fn prices() -> PriceTable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasuredDurations {
     pub date: String,
+    /// The bench results file the figures were taken from
+    /// (bench/charts.py writes this file from it, and checks it in CI).
+    pub results: String,
     pub source: String,
     pub mover: MoverDurations,
     pub csv_merger: MergerDuration,
+    pub batch_generator: StepDuration,
+    pub results_aggregator: StepDuration,
+}
+
+/// A merge step measured on `units` of work (files listed, batches
+/// aggregated) and scaled linearly to a run's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDuration {
+    pub memory_mb: f64,
+    pub units: f64,
+    pub ms: f64,
+}
+
+impl StepDuration {
+    pub fn ms_for(&self, units: f64) -> f64 {
+        self.ms * units / self.units.max(1.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +120,23 @@ impl MergerDuration {
     /// batch is linear in its files: one GET each, one upload).
     pub fn ms_for(&self, files: f64) -> f64 {
         self.ms_per_batch * files / self.files_per_batch.max(1) as f64
+    }
+}
+
+impl MeasuredDurations {
+    /// A merge run of `files` in batches of `batch_size`, every step at its
+    /// measured duration and memory.
+    pub fn merge_assumptions(&self, files: f64, batch_size: f64, architecture: Architecture) -> MergeAssumptions {
+        let batches = (files / batch_size.max(1.0)).ceil();
+        MergeAssumptions {
+            files,
+            batch_size,
+            ms_per_batch: self.csv_merger.ms_for(batch_size),
+            merger_memory_mb: self.csv_merger.memory_mb,
+            generator: (self.batch_generator.ms_for(files), self.batch_generator.memory_mb),
+            aggregator: (self.results_aggregator.ms_for(batches), self.results_aggregator.memory_mb),
+            architecture,
+        }
     }
 }
 
@@ -298,6 +335,10 @@ pub struct MergeAssumptions {
     pub batch_size: f64,
     pub ms_per_batch: f64,
     pub merger_memory_mb: f64,
+    /// The batch-generator's (ms, MB) for the whole listing.
+    pub generator: (f64, f64),
+    /// The results-aggregator's (ms, MB).
+    pub aggregator: (f64, f64),
     pub architecture: Architecture,
 }
 
@@ -317,7 +358,8 @@ pub fn merge_run(table: &PriceTable, a: &MergeAssumptions) -> Estimate {
     let batches = (a.files / a.batch_size.max(1.0)).ceil();
     let mut lines = s3_requests(table, &merge_requests(a.files as u64, a.batch_size as u64));
     lines.extend(lambda(table, "csv-merger", batches, a.ms_per_batch, a.merger_memory_mb, a.architecture));
-    lines.extend(lambda(table, "batch-generator + results-aggregator", 2.0, 5_000.0, 256.0, a.architecture));
+    lines.extend(lambda(table, "batch-generator", 1.0, a.generator.0, a.generator.1, a.architecture));
+    lines.extend(lambda(table, "results-aggregator", 1.0, a.aggregator.0, a.aggregator.1, a.architecture));
     // The parent: ~8 transitions, plus one for every child the Distributed
     // Map starts; each child Express execution is one request of ~1 s at 64 MB.
     let transitions = 8.0 + batches;
@@ -405,5 +447,8 @@ mod tests {
         }
         assert_eq!(m.mover.ms_for(7), None);
         assert!((m.csv_merger.ms_for(500.0) - m.csv_merger.ms_per_batch / 2.0).abs() < 1e-9);
+        let run = m.merge_assumptions(300_000.0, 1000.0, Architecture::Arm64);
+        assert!((run.generator.0 - m.batch_generator.ms * 300_000.0 / m.batch_generator.units).abs() < 1e-6);
+        assert!((run.aggregator.0 - m.results_aggregator.ms * 300.0 / m.results_aggregator.units).abs() < 1e-6);
     }
 }

@@ -23,13 +23,77 @@ struct Record {
     fields: usize,
 }
 
-/// Splits `data` into records. csv-core reports how many bytes each record
-/// consumed; the content and terminator are recovered from those bytes.
-fn records(data: &[u8]) -> Vec<Record> {
-    let mut reader = Reader::new();
-    let mut output = vec![0u8; data.len().max(64)];
-    let mut ends = vec![0usize; 64];
-    let mut records = Vec::new();
+/// What the framer appends to every file: a newline, one record and its
+/// newline. A file that ends outside quotes keeps its own records and the
+/// probe stays a record of its own; a file that ends inside a quoted field
+/// swallows the probe into its last record. So one pass finds both the
+/// records and whether the file ends inside quotes.
+const PROBE: &[u8] = b"\nz\n";
+
+/// Splits files into records with one csv-core reader and one set of
+/// buffers for the whole merge: building csv-core's reader (its DFA) and
+/// allocating its buffers per file cost more CPU than parsing a one-row
+/// file (docs/performance.md).
+#[derive(Debug)]
+struct Framer {
+    reader: Reader,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    ends: Vec<usize>,
+    records: Vec<Record>,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        // csv-core's `Reader::default()` has no DFA built: it never reads.
+        Self { reader: Reader::new(), input: Vec::new(), output: Vec::new(), ends: Vec::new(), records: Vec::new() }
+    }
+}
+
+impl Framer {
+    /// Frames `data` into `self.records` and answers whether it ends outside
+    /// quotes. A file that ends inside a quoted field is left with whatever
+    /// records it has, its last swallowing everything after the quote.
+    fn frame(&mut self, data: &[u8]) -> bool {
+        self.input.clear();
+        self.input.extend_from_slice(data);
+        self.input.extend_from_slice(PROBE);
+        self.records.clear();
+        self.reader.reset();
+        split_records(&mut self.reader, &self.input, &mut self.output, &mut self.ends, &mut self.records);
+        let closed = self.records.last().is_some_and(|last| last.start >= data.len());
+        if closed {
+            self.records.pop();
+            // The file's last record may have taken the probe's newline as
+            // its terminator: it has none of its own.
+            if let Some(last) = self.records.last_mut() {
+                last.end = last.end.min(data.len());
+                last.content_end = last.content_end.min(data.len());
+            }
+        }
+        closed
+    }
+}
+
+/// Splits `data` into `records`. csv-core reports how many bytes each
+/// record consumed; the content and terminator are recovered from those
+/// bytes. `output` and `ends` are csv-core's scratch buffers, grown as
+/// needed and kept for the next call.
+fn split_records(
+    reader: &mut Reader,
+    data: &[u8],
+    output: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    records: &mut Vec<Record>,
+) {
+    // An unquoted record's output is its bytes less its delimiters: the
+    // whole input always fits, so the buffer rarely grows mid-record.
+    if output.len() < data.len().max(64) {
+        output.resize(data.len().max(64), 0);
+    }
+    if ends.len() < 64 {
+        ends.resize(64, 0);
+    }
     let mut pos = 0;
     // A record may take several calls (the flush at end of input, a grown
     // buffer); its output and field ends accumulate across them.
@@ -53,8 +117,14 @@ fn records(data: &[u8]) -> Vec<Record> {
             // Input is handed over whole; an empty slice tells csv-core the
             // input ended, which flushes a last record without a terminator.
             ReadRecordResult::InputEmpty => {}
-            ReadRecordResult::OutputFull => output.resize(output.len() * 2, 0),
-            ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            ReadRecordResult::OutputFull => {
+                let grown = output.len() * 2;
+                output.resize(grown, 0);
+            }
+            ReadRecordResult::OutputEndsFull => {
+                let grown = ends.len() * 2;
+                ends.resize(grown, 0);
+            }
             ReadRecordResult::Record => {
                 let start = record_start.take().unwrap_or(pos);
                 let mut end = pos;
@@ -73,7 +143,6 @@ fn records(data: &[u8]) -> Vec<Record> {
             ReadRecordResult::End => break,
         }
     }
-    records
 }
 
 /// What one source file contributed to a merge.
@@ -115,6 +184,7 @@ pub struct CsvMerger {
     buffer: Vec<u8>,
     rows: u64,
     bytes: u64,
+    framer: Framer,
 }
 
 impl CsvMerger {
@@ -131,14 +201,14 @@ impl CsvMerger {
         let data = header.strip_prefix(BOM).unwrap_or(header);
         // Like a pushed file that ends inside quotes, such a header would
         // swallow every row after it; the first pushed file's header is used.
-        if let Some(first) = records(data).first().filter(|first| !ends_inside_quotes(&data[first.start..])) {
+        let closed = merger.framer.frame(data);
+        if let Some(first) = merger.framer.records.first().copied().filter(|_| closed) {
             let record = &data[first.start..first.content_end];
             merger.header = Some(record.to_vec());
             merger.header_fields = first.fields;
             merger.terminator = terminator_of(&data[first.content_end..first.end]);
-            let terminator = merger.terminator.clone();
             merger.write(record);
-            merger.write(&terminator);
+            merger.write_terminator();
         }
         merger
     }
@@ -174,9 +244,18 @@ impl CsvMerger {
     /// Appends one source file.
     pub fn push(&mut self, data: &[u8]) -> FileOutcome {
         let data = data.strip_prefix(BOM).unwrap_or(data);
-        let records = records(data);
+        let closed = self.framer.frame(data);
+        // The records leave the framer while `self` is written (taking a
+        // Vec allocates nothing), and go back with their capacity.
+        let records = std::mem::take(&mut self.framer.records);
+        let outcome = self.append(data, &records, closed);
+        self.framer.records = records;
+        outcome
+    }
+
+    fn append(&mut self, data: &[u8], records: &[Record], closed: bool) -> FileOutcome {
         let Some(first) = records.first() else { return FileOutcome::Empty };
-        if records.last().is_some_and(|last| ends_inside_quotes(&data[last.start..])) {
+        if !closed {
             return FileOutcome::UnclosedQuote;
         }
         let header = &data[first.start..first.content_end];
@@ -185,9 +264,8 @@ impl CsvMerger {
                 self.terminator = terminator_of(&data[first.content_end..first.end]);
                 self.header = Some(header.to_vec());
                 self.header_fields = first.fields;
-                let terminator = self.terminator.clone();
                 self.write(header);
-                self.write(&terminator);
+                self.write_terminator();
             }
             Some(expected) if expected.as_slice() != header => {
                 return FileOutcome::HeaderMismatch { expected: preview(expected), found: preview(header) };
@@ -201,8 +279,7 @@ impl CsvMerger {
         for record in &records[1..] {
             self.write(&data[record.start..record.end]);
             if record.end == record.content_end {
-                let terminator = self.terminator.clone();
-                self.write(&terminator);
+                self.write_terminator();
             }
             if record.fields != self.header_fields {
                 odd_rows += 1;
@@ -217,18 +294,11 @@ impl CsvMerger {
         self.buffer.extend_from_slice(bytes);
         self.bytes += bytes.len() as u64;
     }
-}
 
-/// Whether `last`, a file's final record through the end of the file, is
-/// still inside a quoted field. An unclosed quote always runs to the end of
-/// the file, so only the final record needs the test: followed by a newline
-/// and one more record, a closed record stays two records and an open one
-/// swallows the extra.
-fn ends_inside_quotes(last: &[u8]) -> bool {
-    let mut probe = Vec::with_capacity(last.len() + 3);
-    probe.extend_from_slice(last);
-    probe.extend_from_slice(b"\nz\n");
-    records(&probe).len() < 2
+    fn write_terminator(&mut self) {
+        self.buffer.extend_from_slice(&self.terminator);
+        self.bytes += self.terminator.len() as u64;
+    }
 }
 
 /// The header's line ending is the merge's: a header without one (a
@@ -363,6 +433,46 @@ mod tests {
         assert_eq!(merger.header(), None);
         assert_eq!(merger.push(b"a\n1\n"), FileOutcome::Merged { rows: 1, odd_rows: 0 });
         assert_eq!(merger.take(), b"a\n1\n");
+    }
+
+    /// The framing before the probe: each file parsed alone by a fresh
+    /// reader, then its last record parsed again with a record after it.
+    fn framed_twice(data: &[u8]) -> (Vec<Record>, bool) {
+        let parse = |data: &[u8]| {
+            let mut records = Vec::new();
+            split_records(&mut Reader::new(), data, &mut Vec::new(), &mut Vec::new(), &mut records);
+            records
+        };
+        let records = parse(data);
+        let closed = records.last().is_none_or(|last| parse(&[&data[last.start..], b"\nz\n"].concat()).len() >= 2);
+        (records, closed)
+    }
+
+    #[test]
+    fn one_pass_with_the_probe_frames_as_parsing_each_file_twice_did() {
+        // Every input of up to 6 bytes over the bytes that matter to framing,
+        // through one framer, as a merge reuses it.
+        let alphabet = b"a,\"\n\r";
+        let mut framer = Framer::default();
+        let mut input = Vec::new();
+        let mut checked = 0;
+        for len in 0..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                input.clear();
+                for _ in 0..len {
+                    input.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let closed = framer.frame(&input);
+                let (records, expected_closed) = framed_twice(&input);
+                assert_eq!(closed, expected_closed, "{:?}", String::from_utf8_lossy(&input));
+                if closed {
+                    assert_eq!(framer.records, records, "{:?}", String::from_utf8_lossy(&input));
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 19_531);
     }
 
     #[test]
