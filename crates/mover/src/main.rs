@@ -4,7 +4,10 @@ use s3mm_core::client::{ClientSettings, load_client};
 use s3mm_core::{LogFormat, Mover, MoverConfig};
 use serde_json::Value;
 
-#[tokio::main]
+// One thread: Lambda gives a function at most one vCPU's worth of time up
+// to 1,769 MB (7% of one at 128 MB), and a multi-threaded runtime spends
+// that share on waking its workers (docs/performance.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     s3mm_core::logging::init(LogFormat::from_env()?);
     let config = MoverConfig::from_env()?;
