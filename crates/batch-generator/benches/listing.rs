@@ -51,10 +51,10 @@ fn cpu_seconds() -> f64 {
 }
 
 /// The child: one `generate_batches` run, as the Lambda runs it (a
-/// multi-threaded runtime, the default client), reporting on stdout.
+/// current-thread runtime, the default client), reporting on stdout.
 fn child(spec: &str) {
     let spec: Value = serde_json::from_str(spec).expect("child spec");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let out = runtime.block_on(async {
         let settings = ClientSettings::default();
         let client = client_for_endpoint(
