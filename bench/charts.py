@@ -15,8 +15,9 @@ within the bound below) and writes what the cost model uses,
 crates/core/data/measured-durations.json: the durations at the chosen
 sizes (the batch-generator and results-aggregator at the template's sizes),
 naming the results file they came from. With --check it writes
-nothing and fails when that file, or a MemorySize in template.yaml,
-differs from what the newest results give (CI runs it).
+nothing and fails when that file, a MemorySize in template.yaml, a chart
+or a table in the README differs from what the newest results give (CI
+runs it).
 
 Usage: python3 bench/charts.py [--check] [RESULTS.json]
 """
@@ -207,6 +208,19 @@ def main() -> None:
     rows20 = [r for r in report["rows"] if r["latency_ms"] == 20]
     chosen = choose_memory(rows20)
     durations = measured_durations(path, report, chosen, rows20)
+    rows = rows20 or report["rows"]
+    memories = [r["memory_mb"] for r in rows]
+    duration, cost = series(rows)
+    note = f"{rows[0]['latency_ms']} ms per S3 request, {report['cpu_share']}"
+    charts = {
+        ROOT / "docs" / "lambda-share-duration.svg": svg(
+            f"Warm duration by memory ({note.split(',')[0]})", "milliseconds", duration, memories
+        ),
+        ROOT / "docs" / "lambda-share-cost.svg": svg(
+            "Lambda cost by memory (arm64, duration + requests)", "US dollars", cost, memories
+        ),
+    }
+    tables = [table(report), memory_table(rows20, chosen)] + ([peer_table(report)] if report.get("peers") else [])
     if check:
         problems = []
         if json.loads(MEASURED.read_text()) != durations:
@@ -216,28 +230,22 @@ def main() -> None:
                 problems.append(
                     f"template.yaml: {function} MemorySize {template_memory(function)}, the rule picks {row['memory_mb']}"
                 )
+        for chart, text in charts.items():
+            if not chart.exists() or chart.read_text() != text:
+                problems.append(f"{chart.relative_to(ROOT)} is not the chart {path.name} gives: run python3 bench/charts.py")
+        readme = (ROOT / "README.md").read_text()
+        for shown_table in tables:
+            if shown_table not in readme:
+                problems.append(f"README.md lacks this table from {path.name} (python3 bench/charts.py prints it):\n{shown_table}")
         for problem in problems:
             print(problem, file=sys.stderr)
         sys.exit(1 if problems else 0)
     MEASURED.write_text(json.dumps(durations, indent=2, ensure_ascii=False) + "\n")
-    rows = [r for r in report["rows"] if r["latency_ms"] == 20] or report["rows"]
-    memories = [r["memory_mb"] for r in rows]
-    duration, cost = series(rows)
-    note = f"{rows[0]['latency_ms']} ms per S3 request, {report['cpu_share']}"
-    (ROOT / "docs" / "lambda-share-duration.svg").write_text(
-        svg(f"Warm duration by memory ({note.split(',')[0]})", "milliseconds", duration, memories)
-    )
-    (ROOT / "docs" / "lambda-share-cost.svg").write_text(
-        svg("Lambda cost by memory (arm64, duration + requests)", "US dollars", cost, memories)
-    )
+    for chart, text in charts.items():
+        chart.write_text(text)
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     print(f"from {shown} ({report['date']}, {report['commit']}, {report['machine']}; {report['cpu_share']})\n")
-    print(table(report))
-    print()
-    print(memory_table(rows20, chosen))
-    if report.get("peers"):
-        print()
-        print(peer_table(report))
+    print("\n\n".join(tables))
 
 
 def memory_table(rows: list[dict], chosen: dict[str, dict]) -> str:

@@ -6,7 +6,7 @@
 //! Why not the SDK's own deserializer: with it a 1,000-key page cost the
 //! listing 4.5–4.7 ms of CPU, most of it in building every field of every
 //! `Object` (owner, storage class, checksum algorithms, restore status)
-//! through `aws_smithy_xml`; with this, 2.5–3.1 ms (the listing bench). The
+//! through `aws_smithy_xml`; with this, 1.7–2.8 ms (the listing bench). The
 //! listing is CPU-bound once its calls run in parallel. The SDK still signs, sends, retries
 //! and turns error responses into errors (see `capture.rs`).
 
@@ -46,15 +46,53 @@ enum Field {
     EncodingType,
 }
 
+/// One element of the path from the root: only what `Field` needs to know,
+/// so that no element name is copied (a 1,000-key page has ~8,000 elements).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Root,
+    Contents,
+    Field(Field),
+}
+
+/// The step an element named `name` takes below `path`.
+fn step(path: &[Step], name: &[u8]) -> Step {
+    match path {
+        [] => Step::Root,
+        [Step::Root] => match name {
+            b"Contents" => Step::Contents,
+            b"IsTruncated" => Step::Field(Field::IsTruncated),
+            b"NextContinuationToken" => Step::Field(Field::NextToken),
+            b"EncodingType" => Step::Field(Field::EncodingType),
+            _ => Step::Field(Field::Other),
+        },
+        [Step::Root, Step::Contents] => Step::Field(match name {
+            b"Key" => Field::Key,
+            b"Size" => Field::Size,
+            b"ETag" => Field::ETag,
+            b"LastModified" => Field::LastModified,
+            _ => Field::Other,
+        }),
+        _ => Step::Field(Field::Other),
+    }
+}
+
+fn field_at(path: &[Step]) -> Field {
+    match path.last() {
+        Some(Step::Field(field)) if path.len() <= 3 => *field,
+        _ => Field::Other,
+    }
+}
+
 /// Parses a `ListBucketResult` document. Elements it does not use are
 /// skipped whatever they hold; a document that is not well-formed XML, or
 /// whose root is not `ListBucketResult`, is an error naming what is wrong.
 pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
     let mut reader = Reader::from_reader(xml);
     let mut page = ListedPage::default();
-    // Element names from the root down (local names: a namespace prefix,
-    // if any, is not part of them).
-    let mut path: Vec<Vec<u8>> = Vec::with_capacity(8);
+    // The path from the root down, by local names (a namespace prefix, if
+    // any, is not part of them).
+    let mut path: Vec<Step> = Vec::with_capacity(8);
     let mut object: Option<ListedObject> = None;
     let mut field = Field::Other;
     let mut text = String::new();
@@ -62,24 +100,27 @@ pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
         let event = reader.read_event().map_err(|err| format!("at byte {}: {err}", reader.error_position()))?;
         match event {
             Event::Start(start) => {
-                let name = start.local_name().as_ref().to_vec();
+                let local = start.local_name();
+                let name = local.as_ref();
                 if path.is_empty() && name != b"ListBucketResult" {
                     return Err(format!(
                         "the root element is <{}>, not <ListBucketResult>",
-                        String::from_utf8_lossy(&name)
+                        String::from_utf8_lossy(name)
                     ));
                 }
-                path.push(name);
+                let next = step(&path, name);
+                path.push(next);
                 field = field_at(&path);
                 text.clear();
-                if path.len() == 2 && path[1] == b"Contents" {
+                if next == Step::Contents {
                     object = Some(ListedObject::default());
                 }
             }
             Event::Empty(empty) => {
                 // <Key/>: an empty value.
-                let name = empty.local_name().as_ref().to_vec();
-                path.push(name);
+                let local = empty.local_name();
+                let next = step(&path, local.as_ref());
+                path.push(next);
                 let at = field_at(&path);
                 path.pop();
                 assign(at, String::new(), &mut page, object.as_mut())?;
@@ -108,7 +149,7 @@ pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
                 }
             }
             Event::End(_) => {
-                if path.len() == 2 && path[1] == b"Contents" {
+                if path.last() == Some(&Step::Contents) {
                     if let Some(done) = object.take() {
                         page.objects.push(done);
                     }
@@ -126,25 +167,6 @@ pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
         return Err("the document ends inside an element".to_owned());
     }
     Ok(page)
-}
-
-fn field_at(path: &[Vec<u8>]) -> Field {
-    match path {
-        [_, contents, name] if contents == b"Contents" => match name.as_slice() {
-            b"Key" => Field::Key,
-            b"Size" => Field::Size,
-            b"ETag" => Field::ETag,
-            b"LastModified" => Field::LastModified,
-            _ => Field::Other,
-        },
-        [_, name] => match name.as_slice() {
-            b"IsTruncated" => Field::IsTruncated,
-            b"NextContinuationToken" => Field::NextToken,
-            b"EncodingType" => Field::EncodingType,
-            _ => Field::Other,
-        },
-        _ => Field::Other,
-    }
 }
 
 fn assign(field: Field, value: String, page: &mut ListedPage, object: Option<&mut ListedObject>) -> Result<(), String> {
