@@ -399,7 +399,10 @@ async fn a_copy_answered_200_with_an_error_is_not_taken_for_success() {
     let handler = mover(&f, common::mover_config(8));
     let body = b"id\n1\n";
     let event = put(&f, "in/a.csv", body);
+    // Both the direct copy and the SDK's, to which the direct path hands an
+    // unconfirmed copy, are answered 200 with an error.
     f.server.faults().fail_nth("CopyObject", 1, FaultKind::CopyError200);
+    f.server.faults().fail_nth("CopyObject", 2, FaultKind::CopyError200);
     let (kind, message) = mover_error(&handler, &event).await;
     assert_eq!(kind, "MoveFailed");
     assert!(message.contains("InternalError"), "{message}");

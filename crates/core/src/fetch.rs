@@ -3,6 +3,7 @@
 //! needs rows in key order; fetching one by one is what made the replaced
 //! system take five hours.
 
+use crate::direct::Direct;
 use crate::error::{GetError, S3Failure};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
@@ -31,14 +32,35 @@ where
     I: IntoIterator<Item = String>,
     I::IntoIter: Send + 'static,
 {
+    fetch_many_with(Direct::new(client), client, bucket, keys, concurrency)
+}
+
+/// As [`fetch_many`], each GET tried on `direct` first.
+pub fn fetch_many_with<I>(
+    direct: Direct,
+    client: &Client,
+    bucket: &str,
+    keys: I,
+    concurrency: usize,
+) -> impl Stream<Item = Fetched> + Send + 'static
+where
+    I: IntoIterator<Item = String>,
+    I::IntoIter: Send + 'static,
+{
     let client = client.clone();
     let bucket = bucket.to_owned();
     stream::iter(keys)
         .map(move |key| {
             let client = client.clone();
+            let direct = direct.clone();
             let bucket = bucket.clone();
             async move {
-                let result = get_object(&client, &bucket, &key).await;
+                let result = match direct.get_object(&bucket, &key).await {
+                    Ok((body, _etag)) => Ok(body),
+                    // Boxed: the SDK's future is kilobytes, and every key's
+                    // future would otherwise carry (and move) it.
+                    Err(_) => Box::pin(get_object(&client, &bucket, &key)).await,
+                };
                 Fetched { key, result }
             }
         })

@@ -16,6 +16,7 @@ pub mod config;
 pub mod cost;
 pub mod csv_merge;
 pub mod delete;
+pub mod direct;
 pub mod error;
 pub mod fetch;
 pub mod keys;
@@ -29,7 +30,7 @@ pub use client::{ClientSettings, build_client, client_for_endpoint, load_client,
 pub use config::{ConfigError, LogFormat, MergeConfig, MoverConfig};
 pub use delete::{DeleteFailure, DeleteReport, delete_many};
 pub use error::{CopyError, DeleteError, GetError, HeadError, ListError, MoveError, PutError, S3Failure};
-pub use fetch::{Fetched, fetch_many};
+pub use fetch::{Fetched, fetch_many, fetch_many_with};
 pub use keys::{KeyError, KeyMapping, decode_event_key, encode_copy_source};
 pub use list::{ListOptions, ObjectSummary, list_objects, list_objects_parallel};
 pub use transfer::{KeptReason, MoveOutcome, MoveRequest, Mover, SkipReason};

@@ -14,6 +14,7 @@
 //!   destination prefix of the same bucket, is skipped, never deleted.
 
 use crate::config::MoverConfig;
+use crate::direct::Direct;
 use crate::error::{CopyError, DeleteError, HeadError, MoveError, MultipartCopyError, S3Failure};
 use crate::keys::{KeyMapping, encode_copy_source};
 use aws_sdk_s3::Client;
@@ -138,6 +139,9 @@ fn quoted(etag: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Mover {
     client: Client,
+    /// CopyObject and DeleteObject's plain success without the SDK's
+    /// per-request work; anything else goes through `client`.
+    direct: Direct,
     config: MoverConfig,
     mapping: KeyMapping,
     part_size: Option<u64>,
@@ -146,7 +150,8 @@ pub struct Mover {
 impl Mover {
     pub fn new(client: Client, config: MoverConfig) -> Self {
         let mapping = KeyMapping::new(&config.source_prefix, &config.dest_prefix, config.keep_source_prefix);
-        Self { client, config, mapping, part_size: None }
+        let direct = Direct::new(&client);
+        Self { client, direct, config, mapping, part_size: None }
     }
 
     /// Fixes the multipart copy part size (at least 5 MiB); by default it is
@@ -162,6 +167,11 @@ impl Mover {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// How many copies and deletes went direct, and how many through the SDK.
+    pub fn direct_counts(&self) -> crate::direct::DirectCounts {
+        self.direct.counts()
     }
 
     /// Where `bucket`/`key` goes, or why it stays: no S3 call is made.
@@ -205,7 +215,7 @@ impl Mover {
             });
         }
         if request.size.is_some_and(|size| size > self.config.multipart_copy_threshold) {
-            return self.multipart_move(request, &dest_key).await;
+            return Box::pin(self.multipart_move(request, &dest_key)).await;
         }
         match self.copy(request, &dest_key).await {
             Ok(()) => {}
@@ -214,13 +224,13 @@ impl Mover {
                 return Ok(MoveOutcome::Skipped { reason: SkipReason::SourceChanged { event_etag } });
             }
             Err(CopyFailure::SourceGone) => {
-                return match self.head(&dest_bucket, &dest_key).await? {
+                return match Box::pin(self.head(&dest_bucket, &dest_key)).await? {
                     Some(_) => Ok(MoveOutcome::AlreadyMoved { dest_bucket, dest_key }),
                     None => Ok(MoveOutcome::SourceMissing { dest_bucket, dest_key }),
                 };
             }
             Err(CopyFailure::TooLarge(_)) if request.size.is_none() => {
-                return self.multipart_move(request, &dest_key).await;
+                return Box::pin(self.multipart_move(request, &dest_key)).await;
             }
             Err(CopyFailure::TooLarge(err) | CopyFailure::Other(err)) => return Err(err.into()),
         }
@@ -240,11 +250,14 @@ impl Mover {
         if !self.config.delete_source {
             return Ok(MoveOutcome::Copied { dest_bucket, dest_key, bytes, kept: KeptReason::CopyOnly });
         }
-        let mut delete = self.client.delete_object().bucket(&request.bucket).key(&request.key);
-        if let Some(etag) = etag {
-            delete = delete.if_match(quoted(etag));
+        let if_match = etag.map(quoted);
+        if self.direct.delete_object(&request.bucket, &request.key, if_match.as_deref()).await.is_ok() {
+            return Ok(MoveOutcome::Moved { dest_bucket, dest_key, bytes });
         }
-        match delete.send().await {
+        let delete = self.client.delete_object().bucket(&request.bucket).key(&request.key).set_if_match(if_match);
+        // The SDK's futures are boxed here and below: kilobytes each, they
+        // would otherwise make every object's move future that large.
+        match Box::pin(delete.send()).await {
             Ok(_) => Ok(MoveOutcome::Moved { dest_bucket, dest_key, bytes }),
             Err(err) => {
                 let failure = S3Failure::from_sdk(&err);
@@ -264,15 +277,18 @@ impl Mover {
 
     async fn copy(&self, request: &MoveRequest, dest_key: &str) -> Result<(), CopyFailure> {
         let dst_bucket = &self.config.dest_bucket;
-        let mut copy = self
+        let copy_source = encode_copy_source(&request.bucket, &request.key);
+        let if_match = request.etag.as_deref().map(quoted);
+        if self.direct.copy_object(&copy_source, if_match.as_deref(), dst_bucket, dest_key).await.is_ok() {
+            return Ok(());
+        }
+        let copy = self
             .client
             .copy_object()
-            .copy_source(encode_copy_source(&request.bucket, &request.key))
+            .copy_source(copy_source)
             .bucket(dst_bucket)
-            .key(dest_key);
-        if let Some(etag) = &request.etag {
-            copy = copy.copy_source_if_match(quoted(etag));
-        }
+            .key(dest_key)
+            .set_copy_source_if_match(if_match);
         let error = |failure: S3Failure| CopyError::Failed {
             src_bucket: request.bucket.clone(),
             src_key: request.key.clone(),
@@ -280,7 +296,7 @@ impl Mover {
             dst_key: dest_key.to_owned(),
             failure,
         };
-        match copy.send().await {
+        match Box::pin(copy.send()).await {
             Ok(output) => {
                 let confirmed =
                     output.copy_object_result().and_then(|r| r.e_tag()).is_some_and(|etag| !etag.is_empty());

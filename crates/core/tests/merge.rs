@@ -324,8 +324,11 @@ async fn a_transient_failure_surfaces_as_retryable_and_a_retry_heals() {
         run_prefix: generated.run_prefix.clone(),
         batch: items(&f, &generated).await.remove(0),
     };
+    // One file's direct GET and the SDK's, to which the direct path hands
+    // a 503; one GET at a time, so those are the 5th and 6th to arrive.
     f.server.faults().fail_nth("GetObject", 5, FaultKind::SlowDown);
-    let err = merge_batch(&f.client, &task, 4).await.expect_err("throttled");
+    f.server.faults().fail_nth("GetObject", 6, FaultKind::SlowDown);
+    let err = merge_batch(&f.client, &task, 1).await.expect_err("throttled");
     assert_eq!(err.error_type(), "TransientS3Error");
     assert!(f.server.object("b-out", &task.batch.output_key).is_none(), "no partial output");
     let summary = merge_batch(&f.client, &task, 4).await.expect("the retry succeeds");

@@ -7,9 +7,10 @@ use aws_sdk_s3::types::{Tag, Tagging};
 use futures::StreamExt;
 use local_s3::FaultKind;
 use s3mm_core::client::ClientSettings;
+use s3mm_core::direct::{Direct, DirectCounts};
 use s3mm_core::{
     KeptReason, ListOptions, MoveOutcome, MoveRequest, Mover, MoverConfig, SkipReason, client_for_endpoint,
-    delete_many, fetch_many, list_objects,
+    delete_many, fetch_many, fetch_many_with, list_objects,
 };
 use s3mm_test_support::{S3Fixture, fast_retries};
 use std::collections::HashMap;
@@ -141,6 +142,55 @@ async fn moves_every_odd_key_byte_for_byte_with_metadata_and_tags() {
     assert_eq!(counters.get("CopyObject").copied(), Some(ODD_KEYS.len() as u64));
     assert_eq!(counters.get("DeleteObject").copied(), Some(ODD_KEYS.len() as u64));
     assert_eq!(counters.get("HeadObject").copied().unwrap_or(0), 0, "no HEAD on the happy path");
+    // Every copy and delete was signed directly and local-s3 (s3s, which
+    // checks SigV4) accepted it: the odd keys are encoded as the SDK does.
+    let n = ODD_KEYS.len() as u64;
+    assert_eq!(mover.direct_counts(), DirectCounts { direct: 2 * n, fallbacks: 0 });
+}
+
+#[tokio::test]
+async fn direct_gets_of_odd_keys_return_the_bytes_and_anything_else_goes_through_the_sdk() {
+    let f = fixture().await;
+    let keys: Vec<String> = ODD_KEYS.iter().map(|key| format!("in/{key}")).collect();
+    for key in &keys {
+        f.server.put_object("src", key, format!("body of {key}").as_bytes()).expect("put");
+    }
+    let direct = Direct::new(&f.client);
+    let fetched: Vec<_> = fetch_many_with(direct.clone(), &f.client, "src", keys.clone(), 8).collect().await;
+    for (fetched, key) in fetched.iter().zip(&keys) {
+        assert_eq!(fetched.result.as_ref().expect("fetched").as_ref(), format!("body of {key}").as_bytes());
+    }
+    let n = keys.len() as u64;
+    assert_eq!(direct.counts(), DirectCounts { direct: n, fallbacks: 0 });
+    assert_eq!(f.server.counters().get("GetObject").copied(), Some(n), "the route probe sends nothing");
+
+    // A 503 and a dropped connection on the direct path: the SDK's retries
+    // take over and the bytes still arrive.
+    f.server.faults().fail_nth("GetObject", 1, FaultKind::SlowDown);
+    f.server.faults().fail_nth("GetObject", 3, FaultKind::DropConnection);
+    let again: Vec<_> = fetch_many_with(direct.clone(), &f.client, "src", keys[..2].to_vec(), 1).collect().await;
+    for (fetched, key) in again.iter().zip(&keys) {
+        assert_eq!(fetched.result.as_ref().expect("fetched").as_ref(), format!("body of {key}").as_bytes());
+    }
+    assert_eq!(direct.counts(), DirectCounts { direct: n, fallbacks: 2 });
+
+    // A missing key: the SDK's answer, naming it.
+    let missing: Vec<_> =
+        fetch_many_with(direct.clone(), &f.client, "src", vec!["in/nope".to_owned()], 1).collect().await;
+    let err = missing[0].result.as_ref().expect_err("missing");
+    assert!(err.to_string().contains("s3://src/in/nope"), "{err}");
+    assert_eq!(direct.counts().fallbacks, 3);
+}
+
+#[tokio::test]
+async fn with_s3mm_sdk_only_nothing_goes_direct() {
+    let f = fixture().await;
+    f.server.put_object("src", "in/a.csv", b"a").expect("put");
+    let direct = Direct::sdk_only(&f.client);
+    let fetched: Vec<_> =
+        fetch_many_with(direct.clone(), &f.client, "src", vec!["in/a.csv".to_owned()], 1).collect().await;
+    assert_eq!(fetched[0].result.as_ref().expect("fetched").as_ref(), b"a");
+    assert_eq!(direct.counts(), DirectCounts { direct: 0, fallbacks: 1 });
 }
 
 fn outcome_bytes(outcome: &MoveOutcome) -> Option<u64> {
@@ -303,7 +353,10 @@ async fn twenty_percent_slowdowns_still_complete() {
 async fn a_copy_answered_200_with_an_error_never_leads_to_a_delete() {
     let f = S3Fixture::start_with(&["src", "dst"], &no_retries()).await;
     f.server.put_object("src", "in/a.csv", b"a").expect("put");
+    // The direct copy's 200-with-an-error hands the request to the SDK, whose
+    // copy is answered the same way.
     f.server.faults().fail_nth("CopyObject", 1, FaultKind::CopyError200);
+    f.server.faults().fail_nth("CopyObject", 2, FaultKind::CopyError200);
     let mover = Mover::new(f.client.clone(), config("in/", "out/"));
     let err = mover.move_object(&request(&f, "in/a.csv")).await.expect_err("not confirmed");
     assert!(err.is_transient(), "a redelivery may succeed: {err}");
