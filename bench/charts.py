@@ -174,7 +174,7 @@ def measured_durations(path: Path, report: dict, chosen: dict[str, dict], rows: 
         },
         "csv_merger": {
             "memory_mb": merger["memory_mb"],
-            "files_per_batch": 1000,
+            "files_per_batch": report.get("batch_files", 1000),
             "ms_per_batch": merger["csv-merger"]["warm_ms"],
         },
         # The bench's run: 10,000 files listed into 10 batches of 1,000.
@@ -226,10 +226,9 @@ def main() -> None:
         if json.loads(MEASURED.read_text()) != durations:
             problems.append(f"{MEASURED.relative_to(ROOT)} is not what {path.name} gives: run python3 bench/charts.py")
         for function, row in chosen.items():
-            if template_memory(function) != row["memory_mb"]:
-                problems.append(
-                    f"template.yaml: {function} MemorySize {template_memory(function)}, the rule picks {row['memory_mb']}"
-                )
+            held = template_memory(function)
+            if held != row["memory_mb"]:
+                problems.append(f"template.yaml: {function} MemorySize {held}, the rule picks {row['memory_mb']}")
         for chart, text in charts.items():
             if not chart.exists() or chart.read_text() != text:
                 problems.append(f"{chart.relative_to(ROOT)} is not the chart {path.name} gives: run python3 bench/charts.py")

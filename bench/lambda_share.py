@@ -87,11 +87,13 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def stop(self, proc: subprocess.Popen) -> None:
+    def stop(self, proc: subprocess.Popen, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> None:
+        """Signals `proc` (SIGTERM unless told), waits up to `timeout`
+        seconds, then kills it."""
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -293,9 +295,8 @@ class Bench:
             }
         finally:
             if perf is not None:
-                perf.send_signal(signal.SIGINT)
-                perf.wait()
-                self.procs.procs.remove(perf)
+                # SIGINT makes perf write its data out, which can take a while.
+                self.procs.stop(perf, signal.SIGINT, timeout=300)
             # A cgroup can be removed only once its process has exited.
             if proc is not None:
                 self.procs.stop(proc)

@@ -133,8 +133,11 @@ impl MeasuredDurations {
             batch_size,
             ms_per_batch: self.csv_merger.ms_for(batch_size),
             merger_memory_mb: self.csv_merger.memory_mb,
-            generator: (self.batch_generator.ms_for(files), self.batch_generator.memory_mb),
-            aggregator: (self.results_aggregator.ms_for(batches), self.results_aggregator.memory_mb),
+            generator: StepRun { ms: self.batch_generator.ms_for(files), memory_mb: self.batch_generator.memory_mb },
+            aggregator: StepRun {
+                ms: self.results_aggregator.ms_for(batches),
+                memory_mb: self.results_aggregator.memory_mb,
+            },
             architecture,
         }
     }
@@ -335,11 +338,18 @@ pub struct MergeAssumptions {
     pub batch_size: f64,
     pub ms_per_batch: f64,
     pub merger_memory_mb: f64,
-    /// The batch-generator's (ms, MB) for the whole listing.
-    pub generator: (f64, f64),
-    /// The results-aggregator's (ms, MB).
-    pub aggregator: (f64, f64),
+    /// The batch-generator's one invocation: the whole listing.
+    pub generator: StepRun,
+    /// The results-aggregator's one invocation.
+    pub aggregator: StepRun,
     pub architecture: Architecture,
+}
+
+/// One invocation of a step that runs once per merge.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepRun {
+    pub ms: f64,
+    pub memory_mb: f64,
 }
 
 /// S3 requests of a merge run, by operation, as the three steps make them.
@@ -358,8 +368,8 @@ pub fn merge_run(table: &PriceTable, a: &MergeAssumptions) -> Estimate {
     let batches = (a.files / a.batch_size.max(1.0)).ceil();
     let mut lines = s3_requests(table, &merge_requests(a.files as u64, a.batch_size as u64));
     lines.extend(lambda(table, "csv-merger", batches, a.ms_per_batch, a.merger_memory_mb, a.architecture));
-    lines.extend(lambda(table, "batch-generator", 1.0, a.generator.0, a.generator.1, a.architecture));
-    lines.extend(lambda(table, "results-aggregator", 1.0, a.aggregator.0, a.aggregator.1, a.architecture));
+    lines.extend(lambda(table, "batch-generator", 1.0, a.generator.ms, a.generator.memory_mb, a.architecture));
+    lines.extend(lambda(table, "results-aggregator", 1.0, a.aggregator.ms, a.aggregator.memory_mb, a.architecture));
     // The parent: ~8 transitions, plus one for every child the Distributed
     // Map starts; each child Express execution is one request of ~1 s at 64 MB.
     let transitions = 8.0 + batches;
@@ -448,7 +458,7 @@ mod tests {
         assert_eq!(m.mover.ms_for(7), None);
         assert!((m.csv_merger.ms_for(500.0) - m.csv_merger.ms_per_batch / 2.0).abs() < 1e-9);
         let run = m.merge_assumptions(300_000.0, 1000.0, Architecture::Arm64);
-        assert!((run.generator.0 - m.batch_generator.ms * 300_000.0 / m.batch_generator.units).abs() < 1e-6);
-        assert!((run.aggregator.0 - m.results_aggregator.ms * 300.0 / m.results_aggregator.units).abs() < 1e-6);
+        assert!((run.generator.ms - m.batch_generator.ms * 300_000.0 / m.batch_generator.units).abs() < 1e-6);
+        assert!((run.aggregator.ms - m.results_aggregator.ms * 300.0 / m.results_aggregator.units).abs() < 1e-6);
     }
 }
