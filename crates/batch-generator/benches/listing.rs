@@ -10,7 +10,11 @@
 //!
 //! `cargo bench -p batch-generator --bench listing`
 //! (SHAPES=random,dated picks shapes; LIST_CONCURRENCY=N sets the calls in
-//! flight, default 32; LIST_ONLY=1 times the listing without the manifests.)
+//! flight, default 32; LIST_ONLY=1 times the listing without the manifests;
+//! LISTING_DATA=DIR keeps the stored objects in DIR/<shape> and reuses them
+//! in later runs; LISTING_PERF=DIR records the parallel 1M run with `perf
+//! record -g` into DIR/<bucket>-<run>.data; LISTING_OUT=FILE writes the
+//! results there instead.)
 
 use futures::TryStreamExt;
 use local_s3::{LocalS3, Options};
@@ -94,7 +98,16 @@ fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64
     let before = server.counters().get("ListObjectsV2").copied().unwrap_or(0);
     // This process is local-s3 while the child runs: its CPU is the server's.
     let server_cpu_before = cpu_seconds();
-    let output = Command::new(exe).env(CHILD, spec.to_string()).output().expect("child runs");
+    let mut command = match (std::env::var("LISTING_PERF"), run_id.ends_with("-parallel")) {
+        (Ok(dir), true) => {
+            let data = std::path::Path::new(&dir).join(format!("{bucket}-{run_id}.data"));
+            let mut perf = Command::new("perf");
+            perf.args(["record", "-g", "-q", "-o"]).arg(data).arg("--").arg(exe);
+            perf
+        }
+        _ => Command::new(exe),
+    };
+    let output = command.env(CHILD, spec.to_string()).output().expect("child runs");
     let server_cpu = cpu_seconds() - server_cpu_before;
     assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stderr));
     let mut result: Value = serde_json::from_slice(&output.stdout).expect("child's JSON");
@@ -171,13 +184,21 @@ fn main() {
         "server CPU"
     );
     for shape in wanted.split(',').filter(|s| !s.is_empty()) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = runtime.block_on(LocalS3::start_with(Options::new(dir.path()))).expect("local-s3");
-        server.create_bucket("b-out").expect("bucket");
-        let seeding = Instant::now();
-        seed(&server, "big", &shapes::keys(shape, keys));
-        seed(&server, "small", &shapes::keys(shape, small));
-        eprintln!("{shape}: stored {} objects in {:.0} s", keys + small, seeding.elapsed().as_secs_f64());
+        let temp = tempfile::tempdir().expect("temp dir");
+        let kept = std::env::var("LISTING_DATA").ok().map(|dir| std::path::Path::new(&dir).join(shape));
+        let dir = kept.clone().unwrap_or_else(|| temp.path().to_owned());
+        let seeded = dir.join(format!(".seeded-{keys}-{small}"));
+        let server = runtime.block_on(LocalS3::start_with(Options::new(&dir))).expect("local-s3");
+        if !seeded.exists() {
+            server.create_bucket("b-out").expect("bucket");
+            let seeding = Instant::now();
+            seed(&server, "big", &shapes::keys(shape, keys));
+            seed(&server, "small", &shapes::keys(shape, small));
+            eprintln!("{shape}: stored {} objects in {:.0} s", keys + small, seeding.elapsed().as_secs_f64());
+            if kept.is_some() {
+                std::fs::write(&seeded, b"").expect("seeded marker");
+            }
+        }
         server.faults().set_latency(Duration::from_millis(latency), Duration::ZERO);
         let parallel = run_child(&server, "big", &format!("{shape}-parallel"), concurrency);
         let parallel_small = run_child(&server, "small", &format!("{shape}-small"), concurrency);
@@ -210,7 +231,7 @@ fn main() {
         "latency_ms": latency, "list_concurrency": concurrency, "rows": rows});
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results");
     std::fs::create_dir_all(&dir).expect("bench/results");
-    let path = dir.join(format!("listing-{date}.json"));
+    let path = std::env::var("LISTING_OUT").map_or_else(|_| dir.join(format!("listing-{date}.json")), Into::into);
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write results");
     println!("results: {}", path.display());
 }

@@ -105,6 +105,7 @@ async fn main() {
         delete_source: true,
         multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
         fetch_concurrency: 64,
+        sdk_only: false,
     };
     let handler = Handler::new(Mover::new(client, config));
     let events: Vec<serde_json::Value> = objects

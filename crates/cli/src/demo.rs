@@ -118,6 +118,7 @@ pub async fn run(options: &DemoOptions, progress: &MultiProgress) -> anyhow::Res
         delete_source: true,
         multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
         fetch_concurrency: 10,
+        sdk_only: false,
     };
     let handler = mover::Handler::new(Mover::new(client.clone(), mover_config));
     let uploaded = bar(progress, options.files as u64, "upload");

@@ -87,6 +87,7 @@ pub async fn merge(
         batch_size: options.batch_size,
         fetch_concurrency: options.fetch_concurrency,
         list_concurrency: options.list_concurrency,
+        sdk_only: false,
     };
     let generated = batch_generator::handle(client, &input, &config, &options.run_id).await;
     listing.finish_and_clear();
@@ -95,6 +96,8 @@ pub async fn merge(
     let items: Vec<BatchItem> = serde_json::from_slice(&body)?;
 
     let merging = bar(progress, items.len() as u64, "merge");
+    // One for the run, as one warm csv-merger keeps one across its batches.
+    let merger = &csv_merger::Handler::new(client.clone(), &config);
     let tasks = items.into_iter().map(|batch| {
         json!({"run_id": generated.run_id, "source_bucket": generated.source_bucket,
                "dest_bucket": generated.dest_bucket, "run_prefix": generated.run_prefix, "batch": batch})
@@ -103,7 +106,7 @@ pub async fn merge(
         .map(|task| {
             let merging = merging.clone();
             async move {
-                let result = merge_with_retry(client, &task, options.fetch_concurrency).await;
+                let result = merge_with_retry(merger, &task).await;
                 merging.inc(1);
                 result
             }
@@ -125,14 +128,10 @@ pub async fn merge(
 
 /// One Map iteration with the state machine's Retry: transient S3 errors
 /// are retried with exponential backoff and full jitter.
-async fn merge_with_retry(
-    client: &Client,
-    task: &serde_json::Value,
-    concurrency: usize,
-) -> Result<BatchSummary, String> {
+async fn merge_with_retry(merger: &csv_merger::Handler, task: &serde_json::Value) -> Result<BatchSummary, String> {
     let mut attempt = 1;
     loop {
-        match csv_merger::handle(client, task, concurrency).await {
+        match merger.handle(task).await {
             Ok(summary) => return Ok(summary),
             Err(err) if err.error_type() == "TransientS3Error" && attempt < BATCH_ATTEMPTS => {
                 let ceiling = 1000u64 << attempt.min(5);
@@ -178,6 +177,7 @@ pub async fn sweep(
         delete_source: !copy_only,
         multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
         fetch_concurrency: concurrency,
+        sdk_only: false,
     };
     let mover = Mover::new(client.clone(), config);
     let exclude = (source.bucket == dest.bucket && !dest.prefix.is_empty()).then(|| dest.prefix.clone());

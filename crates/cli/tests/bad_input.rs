@@ -460,7 +460,7 @@ async fn merge(f: &S3Fixture, input: Value) -> MergeRun {
             batch,
         };
         let payload = serde_json::to_value(&task).expect("task json");
-        csv_merger::handle(&f.client, &payload, 8).await.expect("batch merged");
+        common::merger(&f.client, 8).handle(&payload).await.expect("batch merged");
     }
     let task = json!({"run_id": generated.run_id, "source_bucket": generated.source_bucket,
         "dest_bucket": generated.dest_bucket, "run_prefix": generated.run_prefix,
@@ -549,7 +549,7 @@ async fn bad_bucket_names_and_run_ids_are_refused_before_any_request() {
 #[tokio::test]
 async fn step_inputs_of_the_wrong_shape_are_invalid_input() {
     let f = fixture().await;
-    let err = csv_merger::handle(&f.client, &json!({"batch_id": 0}), 8).await.expect_err("not a task");
+    let err = common::merger(&f.client, 8).handle(&json!({"batch_id": 0})).await.expect_err("not a task");
     assert_eq!(err.error_type(), "InvalidInput");
     assert!(err.to_string().contains("missing field"), "{err}");
     let err = results_aggregator::handle(&f.client, &json!({"run_id": 5})).await.expect_err("not a task");

@@ -102,6 +102,7 @@ async fn handlers_log_keys_but_never_secrets_or_contents() {
         batch_generator::handle(&client, &input, &s3mm_core::MergeConfig::default(), "req-3").await.expect("generated");
     let items: Vec<BatchItem> =
         serde_json::from_slice(&server.object("dst", &generated.batches_key).expect("batches").data).expect("items");
+    let merger = common::merger(&client, 4);
     for batch in items {
         let task = MergeTask {
             run_id: generated.run_id.clone(),
@@ -110,7 +111,7 @@ async fn handlers_log_keys_but_never_secrets_or_contents() {
             run_prefix: generated.run_prefix.clone(),
             batch,
         };
-        csv_merger::handle(&client, &serde_json::to_value(&task).expect("json"), 4).await.expect("merged");
+        merger.handle(&serde_json::to_value(&task).expect("json")).await.expect("merged");
     }
     let task = json!({"run_id": "r1", "source_bucket": "src", "dest_bucket": "dst", "run_prefix": generated.run_prefix,
                       "single_output": true, "delete_sources": false});

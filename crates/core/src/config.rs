@@ -112,6 +112,9 @@ pub struct MoverConfig {
     pub delete_source: bool,
     pub multipart_copy_threshold: u64,
     pub fetch_concurrency: usize,
+    /// `S3MM_SDK_ONLY`: every request through the SDK, none on the direct
+    /// path (crate::direct).
+    pub sdk_only: bool,
 }
 
 impl MoverConfig {
@@ -161,6 +164,7 @@ impl MoverConfig {
                 DEFAULT_MULTIPART_COPY_THRESHOLD,
             )?,
             fetch_concurrency: env.number_or("FETCH_CONCURRENCY", DEFAULT_FETCH_CONCURRENCY, 1, 1024)?,
+            sdk_only: env.bool_or("S3MM_SDK_ONLY", false)?,
         })
     }
 }
@@ -170,6 +174,8 @@ pub struct MergeConfig {
     pub batch_size: usize,
     pub fetch_concurrency: usize,
     pub list_concurrency: usize,
+    /// `S3MM_SDK_ONLY`, as in [`MoverConfig`].
+    pub sdk_only: bool,
 }
 
 impl Default for MergeConfig {
@@ -178,6 +184,7 @@ impl Default for MergeConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             fetch_concurrency: DEFAULT_FETCH_CONCURRENCY,
             list_concurrency: DEFAULT_LIST_CONCURRENCY,
+            sdk_only: false,
         }
     }
 }
@@ -192,6 +199,7 @@ impl MergeConfig {
             batch_size: env.number_or("BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE)?,
             fetch_concurrency: env.number_or("FETCH_CONCURRENCY", DEFAULT_FETCH_CONCURRENCY, 1, 1024)?,
             list_concurrency: env.number_or("LIST_CONCURRENCY", DEFAULT_LIST_CONCURRENCY, 1, 1024)?,
+            sdk_only: env.bool_or("S3MM_SDK_ONLY", false)?,
         })
     }
 }
@@ -258,6 +266,7 @@ mod tests {
             (&[("DEST_BUCKET", "ok-bucket"), ("FETCH_CONCURRENCY", "lots")], "FETCH_CONCURRENCY", "lots"),
             (&[("DEST_BUCKET", "ok-bucket"), ("MULTIPART_COPY_THRESHOLD", "100")], "MULTIPART_COPY_THRESHOLD", "100"),
             (&[("DEST_BUCKET", "ok-bucket"), ("SOURCE_BUCKET", "x")], "SOURCE_BUCKET", "x"),
+            (&[("DEST_BUCKET", "ok-bucket"), ("S3MM_SDK_ONLY", "ture")], "S3MM_SDK_ONLY", "ture"),
         ];
         for (pairs, var, value) in cases {
             let err = MoverConfig::from(&env(pairs)).unwrap_err();
@@ -276,6 +285,18 @@ mod tests {
         assert_eq!(MergeConfig::from(&env(&[("LIST_CONCURRENCY", "1")])).expect("serial").list_concurrency, 1);
         let err = MergeConfig::from(&env(&[("LIST_CONCURRENCY", "0")])).expect_err("zero");
         assert!(err.to_string().contains("LIST_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn sdk_only_is_read_by_both_per_object_functions() {
+        let mover = |value| MoverConfig::from(&env(&[("DEST_BUCKET", "ok-bucket"), ("S3MM_SDK_ONLY", value)]));
+        assert!(!MoverConfig::from(&env(&[("DEST_BUCKET", "ok-bucket")])).expect("default").sdk_only);
+        assert!(mover("TRUE").expect("valid").sdk_only);
+        assert!(!mover("no").expect("valid").sdk_only);
+        assert!(!MergeConfig::from(&env(&[])).expect("default").sdk_only);
+        assert!(MergeConfig::from(&env(&[("S3MM_SDK_ONLY", "yes")])).expect("valid").sdk_only);
+        let err = MergeConfig::from(&env(&[("S3MM_SDK_ONLY", "ture")])).expect_err("a typo");
+        assert!(err.to_string().contains("S3MM_SDK_ONLY") && err.to_string().contains("ture"), "{err}");
     }
 
     #[test]

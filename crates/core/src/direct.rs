@@ -22,7 +22,9 @@
 //! types then apply as before. Every request a caller falls back on is
 //! idempotent (a GET, a copy pinned to an ETag, a delete pinned to one).
 //!
-//! `S3MM_SDK_ONLY=true` turns this path off.
+//! `S3MM_SDK_ONLY=true` (read into `MoverConfig` and `MergeConfig`) turns
+//! this path off: the functions then build their `Direct` with
+//! [`Direct::sdk_only`].
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
@@ -66,7 +68,7 @@ const SIGV4: AuthSchemeId = AuthSchemeId::new("sigv4");
 /// Why a request is to be sent through the SDK instead.
 #[derive(Debug)]
 pub enum Fallback {
-    /// Off by `S3MM_SDK_ONLY`, or this bucket's endpoint is not a plain
+    /// Built with [`Direct::sdk_only`], or this bucket's endpoint is not a plain
     /// SigV4 `s3` one.
     NoRoute,
     Credentials(String),
@@ -132,9 +134,14 @@ pub struct Direct {
 }
 
 impl Direct {
-    /// On, unless `S3MM_SDK_ONLY` is `true` or `1`.
+    /// The direct path, for every bucket whose endpoint allows it.
     pub fn new(client: &Client) -> Self {
-        let sdk_only = std::env::var("S3MM_SDK_ONLY").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "TRUE"));
+        Self::with(client, true)
+    }
+
+    /// [`Direct::new`], or [`Direct::sdk_only`] when `sdk_only` is set
+    /// (`S3MM_SDK_ONLY` in the functions' configuration).
+    pub fn configured(client: &Client, sdk_only: bool) -> Self {
         Self::with(client, !sdk_only)
     }
 
@@ -374,19 +381,17 @@ impl Intercept for StopAndLook {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request();
-        let route = route_of(request.uri(), request.headers().get("authorization"), request.headers()).and_then(
-            |(base, region, access_key_id)| {
-                let client = runtime_components.http_client()?;
-                let resolver = runtime_components.identity_resolver(SIGV4)?;
-                let mut settings = HttpConnectorSettings::builder();
-                if let Some(timeouts) = cfg.load::<TimeoutConfig>() {
-                    settings.set_connect_timeout(timeouts.connect_timeout());
-                    settings.set_read_timeout(timeouts.read_timeout());
-                }
-                let connector = client.http_connector(&settings.build(), runtime_components);
-                Some(Route { base, region, access_key_id, connector, components: runtime_components.clone(), resolver })
-            },
-        );
+        let route = route_of(request.uri(), request.headers()).and_then(|(base, region, access_key_id)| {
+            let client = runtime_components.http_client()?;
+            let resolver = runtime_components.identity_resolver(SIGV4)?;
+            let mut settings = HttpConnectorSettings::builder();
+            if let Some(timeouts) = cfg.load::<TimeoutConfig>() {
+                settings.set_connect_timeout(timeouts.connect_timeout());
+                settings.set_read_timeout(timeouts.read_timeout());
+            }
+            let connector = client.http_connector(&settings.build(), runtime_components);
+            Some(Route { base, region, access_key_id, connector, components: runtime_components.clone(), resolver })
+        });
         if let Ok(mut seen) = self.0.lock() {
             *seen = route;
         }
@@ -397,17 +402,13 @@ impl Intercept for StopAndLook {
 /// From the SDK's signed probe: the URL before the key, the signing region
 /// and the access key, if it is signed with plain SigV4 for `s3` and no S3
 /// Express session.
-fn route_of(
-    uri: &str,
-    authorization: Option<&str>,
-    headers: &aws_smithy_runtime_api::http::Headers,
-) -> Option<(String, String, String)> {
+fn route_of(uri: &str, headers: &aws_smithy_runtime_api::http::Headers) -> Option<(String, String, String)> {
     if headers.contains_key("x-amz-s3session-token") {
         return None;
     }
     let path = uri.split_once('?').map_or(uri, |(path, _)| path);
     let base = path.strip_suffix(PROBE_KEY)?.strip_suffix('/')?;
-    let credential = authorization?.strip_prefix("AWS4-HMAC-SHA256 Credential=")?;
+    let credential = headers.get("authorization")?.strip_prefix("AWS4-HMAC-SHA256 Credential=")?;
     let scope = credential.split(',').next()?;
     // AKID/date/region/service/aws4_request
     let mut parts = scope.split('/');
@@ -440,21 +441,28 @@ mod tests {
 
     #[test]
     fn the_route_is_read_from_the_signed_probe() {
-        let headers = aws_smithy_runtime_api::http::Headers::new();
+        let signed = |authorization: &str| {
+            let mut headers = aws_smithy_runtime_api::http::Headers::new();
+            headers.insert("authorization", authorization.to_owned());
+            headers
+        };
         let auth =
             "AWS4-HMAC-SHA256 Credential=AKID/20261201/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00";
         assert_eq!(
-            route_of("https://b.s3.eu-west-1.amazonaws.com/s3mm-route-probe?x-id=GetObject", Some(auth), &headers),
+            route_of("https://b.s3.eu-west-1.amazonaws.com/s3mm-route-probe?x-id=GetObject", &signed(auth)),
             Some(("https://b.s3.eu-west-1.amazonaws.com".into(), "eu-west-1".into(), "AKID".into()))
         );
         assert_eq!(
-            route_of("http://127.0.0.1:9000/bucket/s3mm-route-probe", Some(auth), &headers),
+            route_of("http://127.0.0.1:9000/bucket/s3mm-route-probe", &signed(auth)),
             Some(("http://127.0.0.1:9000/bucket".into(), "eu-west-1".into(), "AKID".into()))
         );
         let express = auth.replace("/s3/", "/s3express/");
-        assert_eq!(route_of("https://b/s3mm-route-probe", Some(&express), &headers), None);
+        assert_eq!(route_of("https://b/s3mm-route-probe", &signed(&express)), None);
+        let mut session = signed(auth);
+        session.insert("x-amz-s3session-token", "t".to_owned());
+        assert_eq!(route_of("https://b/s3mm-route-probe", &session), None);
         let v4a = "AWS4-ECDSA-P256-SHA256 Credential=AKID/20261201/s3/aws4_request";
-        assert_eq!(route_of("https://b/s3mm-route-probe", Some(v4a), &headers), None);
-        assert_eq!(route_of("https://b/s3mm-route-probe", None, &headers), None);
+        assert_eq!(route_of("https://b/s3mm-route-probe", &signed(v4a)), None);
+        assert_eq!(route_of("https://b/s3mm-route-probe", &aws_smithy_runtime_api::http::Headers::new()), None);
     }
 }

@@ -150,7 +150,7 @@ pub struct Mover {
 impl Mover {
     pub fn new(client: Client, config: MoverConfig) -> Self {
         let mapping = KeyMapping::new(&config.source_prefix, &config.dest_prefix, config.keep_source_prefix);
-        let direct = Direct::new(&client);
+        let direct = Direct::configured(&client, config.sdk_only);
         Self { client, direct, config, mapping, part_size: None }
     }
 
@@ -542,6 +542,7 @@ mod tests {
             delete_source: true,
             multipart_copy_threshold: crate::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
             fetch_concurrency: 4,
+            sdk_only: false,
         };
         Mover::new(client, config)
     }

@@ -8,6 +8,7 @@
 //! defined by the clock.
 
 use futures::{StreamExt, stream};
+use s3mm_core::direct::Direct;
 use s3mm_core::merge::{
     BatchItem, GenerateOutput, MergeError, MergeRequest, MergeTask, Report, StreamState, aggregate, generate_batches,
     merge_batch, state_key,
@@ -59,7 +60,9 @@ fn items(f: &S3Fixture, generated: &GenerateOutput) -> Vec<BatchItem> {
 async fn merge_all(f: &S3Fixture, generated: &GenerateOutput) {
     let tasks: Vec<MergeTask> = items(f, generated).into_iter().map(|b| generated.merge_task(b)).collect();
     // A batch whose manifest is gone fails, as a crashed merger's would.
-    let _: Vec<_> = stream::iter(&tasks).map(|t| merge_batch(&f.client, t, 8)).buffer_unordered(4).collect().await;
+    let direct = Direct::new(&f.client);
+    let merge = |t| merge_batch(&f.client, &direct, t, 8);
+    let _: Vec<_> = stream::iter(&tasks).map(merge).buffer_unordered(4).collect().await;
 }
 
 async fn finish(f: &S3Fixture, generated: &GenerateOutput) -> Report {

@@ -5,6 +5,7 @@
 use futures::{StreamExt, stream};
 use local_s3::FaultKind;
 use s3mm_core::client::ClientSettings;
+use s3mm_core::direct::Direct;
 use s3mm_core::merge::{
     AggregateSummary, BatchItem, GenerateOutput, MergeRequest, MergeTask, Report, aggregate, generate_batches,
     merge_batch,
@@ -36,8 +37,9 @@ async fn run(f: &S3Fixture, input: serde_json::Value) -> Run {
     let request = MergeRequest::from_input(&input, 1000, "fallback").expect("valid input");
     let generated = generate_batches(&f.client, &request, 8).await.expect("generated");
     let tasks: Vec<MergeTask> = items(f, &generated).await.into_iter().map(|b| generated.merge_task(b)).collect();
+    let direct = Direct::new(&f.client);
     let merged: Vec<_> =
-        stream::iter(&tasks).map(|t| merge_batch(&f.client, t, 16)).buffer_unordered(10).collect().await;
+        stream::iter(&tasks).map(|t| merge_batch(&f.client, &direct, t, 16)).buffer_unordered(10).collect().await;
     for result in merged {
         result.expect("batch merged");
     }
@@ -192,7 +194,7 @@ async fn ten_thousand_files_in_ten_batches() {
         run_prefix: run.generated.run_prefix.clone(),
         batch: item,
     };
-    merge_batch(&f.client, &task, 64).await.expect("rerun");
+    merge_batch(&f.client, &Direct::new(&f.client), &task, 64).await.expect("rerun");
     let again = f.server.object("b-out", &format!("{}merged-00003.csv", run.generated.run_prefix)).expect("out").data;
     assert_eq!(first, again);
 }
@@ -328,9 +330,10 @@ async fn a_transient_failure_surfaces_as_retryable_and_a_retry_heals() {
     // a 503; one GET at a time, so those are the 5th and 6th to arrive.
     f.server.faults().fail_nth("GetObject", 5, FaultKind::SlowDown);
     f.server.faults().fail_nth("GetObject", 6, FaultKind::SlowDown);
-    let err = merge_batch(&f.client, &task, 1).await.expect_err("throttled");
+    let direct = Direct::new(&f.client);
+    let err = merge_batch(&f.client, &direct, &task, 1).await.expect_err("throttled");
     assert_eq!(err.error_type(), "TransientS3Error");
     assert!(f.server.object("b-out", &task.batch.output_key).is_none(), "no partial output");
-    let summary = merge_batch(&f.client, &task, 4).await.expect("the retry succeeds");
+    let summary = merge_batch(&f.client, &direct, &task, 4).await.expect("the retry succeeds");
     assert_eq!(summary.rows, 20);
 }

@@ -3,6 +3,7 @@
 //! rows, and batches cut by the summed sizes of their files.
 
 use futures::{StreamExt, stream};
+use s3mm_core::direct::Direct;
 use s3mm_core::merge::{
     BatchItem, Compression, Manifest, MergeError, MergeRequest, MergeTask, Report, aggregate, generate_batches,
     merge_batch,
@@ -33,8 +34,9 @@ async fn run(f: &S3Fixture, input: Value) -> Run {
         serde_json::from_slice(&f.server.object("b-out", &generated.batches_key).expect("batches.json").data)
             .expect("items");
     let tasks: Vec<MergeTask> = items.iter().map(|b| generated.merge_task(b.clone())).collect();
+    let direct = Direct::new(&f.client);
     let merged: Vec<_> =
-        stream::iter(&tasks).map(|t| merge_batch(&f.client, t, 16)).buffer_unordered(8).collect().await;
+        stream::iter(&tasks).map(|t| merge_batch(&f.client, &direct, t, 16)).buffer_unordered(8).collect().await;
     for result in merged {
         result.expect("batch merged");
     }

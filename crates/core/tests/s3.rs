@@ -34,6 +34,7 @@ fn config(source_prefix: &str, dest_prefix: &str) -> MoverConfig {
         delete_source: true,
         multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
         fetch_concurrency: 16,
+        sdk_only: false,
     }
 }
 

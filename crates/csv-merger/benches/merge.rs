@@ -18,6 +18,7 @@
 use futures::{StreamExt, stream};
 use local_s3::{LocalS3, Options};
 use s3mm_core::client::{ClientSettings, client_for_endpoint};
+use s3mm_core::direct::Direct;
 use s3mm_core::merge::{AggregateTask, BatchItem, MergeRequest, MergeTask, aggregate, generate_batches, merge_batch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,8 +75,9 @@ async fn s3mm(server: &LocalS3, prefix: &str, run_id: &str) -> Row {
             batch,
         })
         .collect();
+    let direct = Direct::new(&client);
     let results: Vec<_> = stream::iter(&tasks)
-        .map(|task| merge_batch(&client, task, env_usize("FETCH_CONCURRENCY", 64)))
+        .map(|task| merge_batch(&client, &direct, task, env_usize("FETCH_CONCURRENCY", 64)))
         .buffer_unordered(MAP_CONCURRENCY)
         .collect()
         .await;

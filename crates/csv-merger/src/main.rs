@@ -17,10 +17,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), lambda_runtime::Error> {
     s3mm_core::logging::init(LogFormat::from_env()?);
     let config = MergeConfig::from_env()?;
-    let client = load_client(&ClientSettings::from_env()).await;
-    let (client, concurrency) = (&client, config.fetch_concurrency);
+    let handler = &csv_merger::Handler::new(load_client(&ClientSettings::from_env()).await, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        csv_merger::handle(client, &event.payload, concurrency).await.map_err(Diagnostic::from)
+        handler.handle(&event.payload).await.map_err(Diagnostic::from)
     }))
     .await
 }

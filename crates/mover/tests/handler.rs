@@ -22,6 +22,7 @@ fn config() -> MoverConfig {
         delete_source: true,
         multipart_copy_threshold: s3mm_core::config::DEFAULT_MULTIPART_COPY_THRESHOLD,
         fetch_concurrency: 8,
+        sdk_only: false,
     }
 }
 

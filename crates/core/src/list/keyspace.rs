@@ -36,12 +36,24 @@ struct Line<'a> {
 
 impl<'a> Line<'a> {
     fn new<'k>(base: &'a str, sample: impl Iterator<Item = &'k str>) -> Option<Self> {
-        let alphabet: Vec<char> = sample
-            .filter_map(|key| key.strip_prefix(base))
-            .flat_map(str::chars)
-            .collect::<BTreeSet<char>>()
-            .into_iter()
-            .collect();
+        // A page's keys hold tens of thousands of characters and this runs
+        // for up to a dozen bases per cut, so ASCII (nearly every key) is
+        // gathered in a bitmap, and only the rest in an ordered set.
+        let (mut ascii, mut other) = (0u128, BTreeSet::new());
+        for rest in sample.filter_map(|key| key.strip_prefix(base)) {
+            if rest.is_ascii() {
+                ascii = rest.bytes().fold(ascii, |set, b| set | (1 << b));
+            } else {
+                for c in rest.chars() {
+                    if c.is_ascii() {
+                        ascii |= 1 << u32::from(c);
+                    } else {
+                        other.insert(c);
+                    }
+                }
+            }
+        }
+        let alphabet: Vec<char> = (0u8..128).filter(|b| ascii & (1 << b) != 0).map(char::from).chain(other).collect();
         let radix = alphabet.len() as u128 + 1;
         if radix < 2 {
             return None;

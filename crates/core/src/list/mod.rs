@@ -19,7 +19,6 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder;
 use aws_sdk_s3::types::EncodingType;
-use aws_smithy_types::date_time::{DateTime, Format};
 use capture::{CaptureListBody, CapturedBody};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -144,15 +143,13 @@ fn read_page(bucket: &str, prefix: &str, body: &[u8]) -> Result<Page, ListError>
     })?;
     let mut objects = Vec::with_capacity(listed.objects.len());
     for object in listed.objects {
-        let key = decode_listed(bucket, prefix, &object.key, listed.url_encoded)?;
+        // Most keys have nothing to undo: those are moved, not copied.
+        let escaped = listed.url_encoded && object.key.bytes().any(|b| b == b'%' || b == b'+');
+        let key = if escaped { decode_listed(bucket, prefix, &object.key, true)? } else { object.key };
         objects.push(ObjectSummary {
             size: object.size.unwrap_or(0),
             etag: object.etag,
-            last_modified_ms: object
-                .last_modified
-                .and_then(|text| DateTime::from_str(&text, Format::DateTime).ok())
-                .and_then(|t| t.to_millis().ok())
-                .and_then(|ms| u64::try_from(ms).ok()),
+            last_modified_ms: object.last_modified_ms,
             key,
         });
     }

@@ -6,8 +6,9 @@ use super::layout::result_key;
 use super::output::Encoder;
 use super::{MergeError, Requests, count, now_ms};
 use crate::csv_merge::{CsvMerger, FileOutcome};
+use crate::direct::Direct;
 use crate::error::GetError;
-use crate::fetch::{Fetched, fetch_many};
+use crate::fetch::{Fetched, fetch_many_with};
 use crate::upload::{ObjectWriter, Written};
 use aws_sdk_s3::Client;
 use futures::{Stream, StreamExt};
@@ -15,8 +16,15 @@ use std::time::Instant;
 
 const ENCODE_PIECE: usize = 256 * 1024;
 
-/// Step 2: merges one batch into one CSV and records what it did.
-pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) -> Result<BatchSummary, MergeError> {
+/// Step 2: merges one batch into one CSV and records what it did. The
+/// source files' GETs go on `direct` first; a function keeps one `Direct`
+/// for its life, so each bucket's route is found once, not per batch.
+pub async fn merge_batch(
+    client: &Client,
+    direct: &Direct,
+    task: &MergeTask,
+    concurrency: usize,
+) -> Result<BatchSummary, MergeError> {
     let started = Instant::now();
     let started_at_ms = now_ms();
     let mut requests = Requests::new();
@@ -33,7 +41,7 @@ pub async fn merge_batch(client: &Client, task: &MergeTask, concurrency: usize) 
     let (mut merged_files, mut empty_files, mut header_only_files, mut odd_rows) = (0, 0, 0, 0);
     let mut skipped_files = Vec::new();
     count(&mut requests, "GetObject", files as u64);
-    let fetched = fetch_many(client, &manifest.source_bucket, manifest.keys, concurrency);
+    let fetched = fetch_many_with(direct.clone(), client, &manifest.source_bucket, manifest.keys, concurrency);
     let written = write_merged(fetched, &mut merger, Encoder::new(compression), writer, |merger, file| {
         match file.result {
             Ok(body) => match merger.push(&body) {
