@@ -26,17 +26,32 @@ pub enum KeyError {
 /// hex digits is an error rather than passed through, because passing it
 /// through would name a different object.
 pub fn decode_event_key(raw: &str) -> Result<String, KeyError> {
-    if raw.is_empty() {
+    if needs_decoding(raw) { decode_escaped(raw) } else { plain(raw.to_owned()) }
+}
+
+/// [`decode_event_key`] of a key already owned: one with nothing to decode
+/// (most keys; a listing of a million passes here) is moved, not copied.
+pub fn decode_event_key_owned(raw: String) -> Result<String, KeyError> {
+    if needs_decoding(&raw) { decode_escaped(&raw) } else { plain(raw) }
+}
+
+fn needs_decoding(raw: &str) -> bool {
+    raw.bytes().any(|b| b == b'%' || b == b'+')
+}
+
+/// A key with nothing to decode, if S3 could hold it.
+fn plain(key: String) -> Result<String, KeyError> {
+    if key.is_empty() {
         return Err(KeyError::Empty);
     }
-    let bytes = raw.as_bytes();
-    // Most keys have nothing to decode: a listing of a million passes here.
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        if raw.len() > MAX_KEY_BYTES {
-            return Err(KeyError::TooLong { len: raw.len(), key: raw.to_owned() });
-        }
-        return Ok(raw.to_owned());
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KeyError::TooLong { len: key.len(), key });
     }
+    Ok(key)
+}
+
+fn decode_escaped(raw: &str) -> Result<String, KeyError> {
+    let bytes = raw.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
@@ -164,6 +179,16 @@ mod tests {
         for (_, key) in ODD_KEYS {
             assert_eq!(decode_event_key(&encode_event_key(key)).as_deref(), Ok(*key));
         }
+    }
+
+    #[test]
+    fn an_owned_key_is_checked_as_a_borrowed_one() {
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(decode_event_key_owned(String::new()), Err(KeyError::Empty)));
+        assert!(matches!(decode_event_key_owned(long.clone()), Err(KeyError::TooLong { .. })));
+        assert!(matches!(decode_event_key(&long), Err(KeyError::TooLong { .. })));
+        assert_eq!(decode_event_key_owned("a+b%2B c".into()).ok().as_deref(), Some("a b+ c"));
+        assert_eq!(decode_event_key_owned("plain/key.csv".into()).ok().as_deref(), Some("plain/key.csv"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod parallel;
 pub use parallel::list_objects_parallel;
 
 use crate::error::{ListError, S3Failure};
-use crate::keys::decode_event_key;
+use crate::keys::decode_event_key_owned;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder;
@@ -120,7 +120,7 @@ async fn fetch_page(
     let mut objects = Vec::with_capacity(page.contents().len());
     for object in page.contents() {
         let Some(raw) = object.key() else { continue };
-        let key = decode_listed(bucket, prefix, raw, encoded)?;
+        let key = decode_listed(bucket, prefix, raw.to_owned(), encoded)?;
         objects.push(ObjectSummary {
             size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
             etag: object.e_tag().map(str::to_owned),
@@ -143,9 +143,7 @@ fn read_page(bucket: &str, prefix: &str, body: &[u8]) -> Result<Page, ListError>
     })?;
     let mut objects = Vec::with_capacity(listed.objects.len());
     for object in listed.objects {
-        // Most keys have nothing to undo: those are moved, not copied.
-        let escaped = listed.url_encoded && object.key.bytes().any(|b| b == b'%' || b == b'+');
-        let key = if escaped { decode_listed(bucket, prefix, &object.key, true)? } else { object.key };
+        let key = decode_listed(bucket, prefix, object.key, listed.url_encoded)?;
         objects.push(ObjectSummary {
             size: object.size.unwrap_or(0),
             etag: object.etag,
@@ -168,11 +166,11 @@ fn list_failure(bucket: &str, prefix: &str, failure: S3Failure) -> ListError {
 /// A key or folder as S3 listed it: URL encoding lets keys holding
 /// characters XML 1.0 cannot carry come through intact, so it is undone
 /// only when S3 says it applied it.
-fn decode_listed(bucket: &str, prefix: &str, raw: &str, encoded: bool) -> Result<String, ListError> {
+fn decode_listed(bucket: &str, prefix: &str, raw: String, encoded: bool) -> Result<String, ListError> {
     if !encoded {
-        return Ok(raw.to_owned());
+        return Ok(raw);
     }
-    decode_event_key(raw).map_err(|err| ListError::BadKey {
+    decode_event_key_owned(raw).map_err(|err| ListError::BadKey {
         bucket: bucket.to_owned(),
         prefix: prefix.to_owned(),
         message: err.to_string(),

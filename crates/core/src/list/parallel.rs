@@ -245,7 +245,7 @@ async fn subfolders(shared: &Shared, folder: &str) -> Result<Vec<String>, ListEr
     page.common_prefixes()
         .iter()
         .filter_map(|p| p.prefix())
-        .map(|raw| decode_listed(&shared.bucket, folder, raw, encoded))
+        .map(|raw| decode_listed(&shared.bucket, folder, raw.to_owned(), encoded))
         .collect()
 }
 
