@@ -13,8 +13,10 @@
 //! flight, default 32; LIST_ONLY=1 times the listing without the manifests;
 //! LISTING_DATA=DIR keeps the stored objects in DIR/<shape> and reuses them
 //! in later runs; LISTING_PERF=DIR records the parallel 1M run with `perf
-//! record -g` into DIR/<bucket>-<run>.data; LISTING_OUT=FILE writes the
-//! results there instead.)
+//! record` into DIR/<bucket>-<run>.data, and the server beside it in
+//! DIR/<bucket>-<run>-server.data; LISTING_OUT=FILE writes the
+//! results there instead, a relative FILE from the workspace root; LISTING_SKIP_SERIAL=1 leaves out the serial run,
+//! for trying changes to the parallel one.)
 
 use futures::TryStreamExt;
 use local_s3::{LocalS3, Options};
@@ -26,6 +28,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CHILD: &str = "S3MM_LISTING_BENCH_CHILD";
+/// DWARF call graphs: neither the standard library nor the dependencies
+/// keep frame pointers, and without them a profile cannot say who called
+/// memcmp or malloc. Sampled at 997 Hz to keep the files to ~100 MB.
+const PERF_RECORD: &[&str] = &["record", "-q", "-F", "997", "--call-graph", "dwarf,16384"];
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -55,8 +61,10 @@ fn cpu_seconds() -> f64 {
 }
 
 /// The child: one `generate_batches` run, as the Lambda runs it (a
-/// current-thread runtime, the default client), reporting on stdout.
+/// current-thread runtime, the default client, the same allocator
+/// setting), reporting on stdout.
 fn child(spec: &str) {
+    batch_generator::keep_large_blocks_off_the_heap();
     let spec: Value = serde_json::from_str(spec).expect("child spec");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let out = runtime.block_on(async {
@@ -102,13 +110,31 @@ fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64
         (Ok(dir), true) => {
             let data = std::path::Path::new(&dir).join(format!("{bucket}-{run_id}.data"));
             let mut perf = Command::new("perf");
-            perf.args(["record", "-g", "-q", "-o"]).arg(data).arg("--").arg(exe);
+            perf.args(PERF_RECORD).arg("-o").arg(data).arg("--").arg(exe);
             perf
         }
         _ => Command::new(exe),
     };
+    // With LISTING_PERF the server side (this process) is recorded too, so
+    // the two profiles of one run can be read side by side.
+    let server_perf = match (std::env::var("LISTING_PERF"), run_id.ends_with("-parallel")) {
+        (Ok(dir), true) => {
+            let data = std::path::Path::new(&dir).join(format!("{bucket}-{run_id}-server.data"));
+            Command::new("perf")
+                .args(PERF_RECORD)
+                .args(["-p", &std::process::id().to_string(), "-o"])
+                .arg(data)
+                .spawn()
+                .ok()
+        }
+        _ => None,
+    };
     let output = command.env(CHILD, spec.to_string()).output().expect("child runs");
     let server_cpu = cpu_seconds() - server_cpu_before;
+    if let Some(mut perf) = server_perf {
+        let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = perf.wait();
+    }
     assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stderr));
     let mut result: Value = serde_json::from_slice(&output.stdout).expect("child's JSON");
     let calls = server.counters().get("ListObjectsV2").copied().unwrap_or(0) - before;
@@ -202,7 +228,11 @@ fn main() {
         server.faults().set_latency(Duration::from_millis(latency), Duration::ZERO);
         let parallel = run_child(&server, "big", &format!("{shape}-parallel"), concurrency);
         let parallel_small = run_child(&server, "small", &format!("{shape}-small"), concurrency);
-        let serial = run_child(&server, "big", &format!("{shape}-serial"), 1);
+        let serial = if std::env::var("LISTING_SKIP_SERIAL").is_ok_and(|v| v == "1") {
+            json!({"files": keys, "seconds": null})
+        } else {
+            run_child(&server, "big", &format!("{shape}-serial"), 1)
+        };
         for (result, expected) in [(&parallel, keys), (&parallel_small, small), (&serial, keys)] {
             assert_eq!(result["files"].as_u64(), Some(expected), "{shape}: every key listed once: {result}");
         }
@@ -229,9 +259,16 @@ fn main() {
     let date = time::OffsetDateTime::now_utc().date().to_string();
     let report = json!({"bench": "listing", "date": date, "commit": commit(), "machine": machine(),
         "latency_ms": latency, "list_concurrency": concurrency, "rows": rows});
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results");
+    // Cargo runs a bench in its package's folder: a relative LISTING_OUT
+    // is taken from the workspace root, where the README's commands run.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = root.join("bench/results");
     std::fs::create_dir_all(&dir).expect("bench/results");
-    let path = std::env::var("LISTING_OUT").map_or_else(|_| dir.join(format!("listing-{date}.json")), Into::into);
-    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write results");
+    let path =
+        std::env::var("LISTING_OUT").map_or_else(|_| dir.join(format!("listing-{date}.json")), |out| root.join(out));
+    let json = serde_json::to_string_pretty(&report).expect("json");
+    if let Err(err) = std::fs::write(&path, &json) {
+        panic!("cannot write the results to {}: {err}\n{json}", path.display());
+    }
     println!("results: {}", path.display());
 }

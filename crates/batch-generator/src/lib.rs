@@ -9,6 +9,23 @@ use s3mm_core::MergeConfig;
 use s3mm_core::merge::{GenerateOutput, MergeError, MergeRequest, generate_batches};
 use serde_json::Value;
 
+/// Allocations of 128 KiB and more (page bodies, ranges' key lists,
+/// manifests) are mapped and unmapped on their own instead of being carved
+/// from the heap. glibc otherwise raises that threshold to the largest
+/// block freed so far, the listing's ~300 KB blocks come from the heap, and
+/// the holes they leave among a million small keys stay resident: in the
+/// listing bench peak RSS at 1M keys was 1.45-1.5x the RSS at 100k, and
+/// with the threshold held 1.1-1.3x, for the same keys held. Call it first
+/// thing in `main`.
+pub fn keep_large_blocks_off_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any other thread exists, and a value it refuses leaves the default.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct HandlerError(#[from] pub MergeError);

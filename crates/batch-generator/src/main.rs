@@ -8,6 +8,7 @@ use serde_json::Value;
 // that share on waking its workers (docs/performance.md).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    batch_generator::keep_large_blocks_off_the_heap();
     s3mm_core::logging::init(LogFormat::from_env()?);
     let config = MergeConfig::from_env()?;
     let client = load_client(&ClientSettings::from_env()).await;

@@ -1,6 +1,7 @@
 //! The `s3s::S3` implementation: translates S3 operations onto the store
 //! and produces the error codes and statuses real S3 returns.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -278,8 +279,12 @@ fn parse_copy_range(range: &str) -> S3Result<(u64, u64)> {
 /// decoder, plus-aware or not, turns back into a space).
 const URL_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
+fn url_encoded(encoding_type: Option<&EncodingType>) -> bool {
+    encoding_type.is_some_and(|e| e.as_str() == EncodingType::URL)
+}
+
 fn encoder(encoding_type: Option<&EncodingType>) -> impl Fn(&str) -> String + use<> {
-    let url = encoding_type.is_some_and(|e| e.as_str() == EncodingType::URL);
+    let url = url_encoded(encoding_type);
     move |s: &str| {
         if url { utf8_percent_encode(s, URL_ENCODE_SET).to_string() } else { s.to_owned() }
     }
@@ -293,20 +298,36 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
     Ok(usize::try_from(n.min(MAX_KEYS)).unwrap_or(0))
 }
 
-fn list_contents(page: &ListPage, encode: &impl Fn(&str) -> String) -> (Vec<Object>, Vec<CommonPrefix>) {
-    let objects = page
-        .objects
-        .iter()
+/// `name` URL-encoded when `url` is set, moved as it is when it holds
+/// nothing to encode (most keys): a listed page is a thousand of them.
+fn encode_owned(url: bool, name: String) -> String {
+    if !url {
+        return name;
+    }
+    match Cow::from(utf8_percent_encode(&name, URL_ENCODE_SET)) {
+        Cow::Borrowed(_) => name,
+        Cow::Owned(encoded) => encoded,
+    }
+}
+
+/// The page's objects and folders as s3s carries them, its names moved in
+/// (URL-encoded when `url` is set); `last` is left in the page.
+fn list_contents(page: &mut ListPage, url: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
+    let objects = std::mem::take(&mut page.objects)
+        .into_iter()
         .map(|(key, meta)| Object {
-            key: Some(encode(key)),
-            e_tag: Some(strong(&meta.etag)),
+            key: Some(encode_owned(url, key)),
+            e_tag: Some(ETag::Strong(meta.etag)),
             size: Some(i64::try_from(meta.size).unwrap_or(i64::MAX)),
             last_modified: Some(Timestamp::from(meta.last_modified)),
             storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
             ..Object::default()
         })
         .collect();
-    let prefixes = page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(encode(p)) }).collect();
+    let prefixes = std::mem::take(&mut page.prefixes)
+        .into_iter()
+        .map(|p| CommonPrefix { prefix: Some(encode_owned(url, p)) })
+        .collect();
     (objects, prefixes)
 }
 
@@ -612,9 +633,9 @@ impl S3 for Backend {
             after: token.as_deref().or(input.start_after.as_deref()),
             max_keys,
         };
-        let page = self.store.list(&input.bucket, &params)?;
+        let mut page = self.store.list(&input.bucket, &params)?;
         let encode = encoder(input.encoding_type.as_ref());
-        let (contents, prefixes) = list_contents(&page, &encode);
+        let (contents, prefixes) = list_contents(&mut page, url_encoded(input.encoding_type.as_ref()));
         let key_count = i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX);
         let next = page.truncated.then(|| page.last.as_ref().map(|l| URL_SAFE_NO_PAD.encode(l))).flatten();
         Ok(S3Response::new(ListObjectsV2Output {
@@ -644,9 +665,9 @@ impl S3 for Backend {
             after: input.marker.as_deref().filter(|m| !m.is_empty()),
             max_keys,
         };
-        let page = self.store.list(&input.bucket, &params)?;
+        let mut page = self.store.list(&input.bucket, &params)?;
         let encode = encoder(input.encoding_type.as_ref());
-        let (contents, prefixes) = list_contents(&page, &encode);
+        let (contents, prefixes) = list_contents(&mut page, url_encoded(input.encoding_type.as_ref()));
         // S3 only sends NextMarker with a delimiter; clients otherwise resume
         // from the last key, which is the same value.
         let next_marker = page.truncated.then(|| page.last.as_deref().map(&encode)).flatten();

@@ -339,9 +339,19 @@ pub(crate) struct ListParams<'a> {
     pub max_keys: usize,
 }
 
+/// What a listing shows of one object, copied out under the bucket's
+/// lock: a page of plain values costs no reference counting to build or
+/// to drop (the listing bench's server spent 5% of its CPU dropping a
+/// page of `Arc<ObjectMeta>`s).
+pub(crate) struct ListedMeta {
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
 #[derive(Default)]
 pub(crate) struct ListPage {
-    pub objects: Vec<(String, Arc<ObjectMeta>)>,
+    pub objects: Vec<(String, ListedMeta)>,
     pub prefixes: Vec<String>,
     pub truncated: bool,
     /// The last key or common prefix returned; where the next page starts.
@@ -816,6 +826,9 @@ fn list_page(objects: &BTreeMap<String, Arc<ObjectMeta>>, params: &ListParams<'_
     };
     // Only needed when a common prefix has no successor string.
     let mut skip_under: Option<String> = None;
+    // Borrowed until the page is done: one copy of the last name, not one
+    // per key.
+    let mut last: Option<&str> = None;
     let mut count = 0;
     'pages: loop {
         let mut jump = None;
@@ -844,7 +857,7 @@ fn list_page(objects: &BTreeMap<String, Arc<ObjectMeta>>, params: &ListParams<'_
                         break 'pages;
                     }
                     page.prefixes.push(cp.to_owned());
-                    page.last = Some(cp.to_owned());
+                    last = Some(cp);
                     count += 1;
                 }
                 match prefix_successor(cp) {
@@ -862,8 +875,9 @@ fn list_page(objects: &BTreeMap<String, Arc<ObjectMeta>>, params: &ListParams<'_
                 page.truncated = true;
                 break 'pages;
             }
-            page.objects.push((key.clone(), Arc::clone(meta)));
-            page.last = Some(key.clone());
+            let listed = ListedMeta { size: meta.size, etag: meta.etag.clone(), last_modified: meta.last_modified };
+            page.objects.push((key.clone(), listed));
+            last = Some(key);
             count += 1;
         }
         match jump {
@@ -871,6 +885,7 @@ fn list_page(objects: &BTreeMap<String, Arc<ObjectMeta>>, params: &ListParams<'_
             None => break,
         }
     }
+    page.last = last.map(str::to_owned);
     page
 }
 
@@ -927,9 +942,32 @@ fn load_bucket(name: &str, dir: &Path) -> Result<(Bucket, u64)> {
         name: name.to_owned(),
         created,
         dir: dir.to_owned(),
-        state: RwLock::new(BucketState { deleted: false, objects }),
+        state: RwLock::new(BucketState { deleted: false, objects: in_key_order(objects) }),
     };
     Ok((bucket, max_generation))
+}
+
+/// The index with each key, its metadata and its ETag allocated in key
+/// order, next to each other. Loaded in directory order they lay scattered
+/// over the heap, and a listing, which reads them in key order, missed the
+/// cache on nearly every one: comparing keys was 18% of local-s3's CPU
+/// listing a million UUID keys.
+fn in_key_order(objects: BTreeMap<String, Arc<ObjectMeta>>) -> BTreeMap<String, Arc<ObjectMeta>> {
+    // Copies first, then the originals freed: freed as it went, each copy
+    // would reuse the hole its original left.
+    objects
+        .iter()
+        .map(|(key, meta)| {
+            let copy = ObjectMeta {
+                size: meta.size,
+                etag: meta.etag.clone(),
+                last_modified: meta.last_modified,
+                attrs: meta.attrs.clone(),
+                generation: meta.generation,
+            };
+            (key.clone(), Arc::new(copy))
+        })
+        .collect()
 }
 
 fn read_footer(path: &Path, generation: u64) -> Result<(String, ObjectMeta)> {

@@ -22,7 +22,7 @@ use aws_sdk_s3::types::EncodingType;
 use capture::{CaptureListBody, CapturedBody};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, stream};
-use page_xml::parse_list_page;
+use page_xml::{Kept, parse_list_page};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -50,6 +50,11 @@ pub struct ListOptions {
     pub page_size: Option<i32>,
     /// Counts the ListObjectsV2 calls made, for reports.
     pub pages: Option<Arc<AtomicU64>>,
+    /// Leaves `ObjectSummary::etag` unset: a listing that never reads it
+    /// (the merge's) saves an allocation and a free per key.
+    pub without_etags: bool,
+    /// Leaves `ObjectSummary::last_modified_ms` unset (a date parse per key).
+    pub without_last_modified: bool,
 }
 
 impl ListOptions {
@@ -113,7 +118,10 @@ async fn fetch_page(
     })
     .await?;
     if let Some(body) = captured.take() {
-        return read_page(bucket, prefix, &body);
+        let kept = Kept { etags: !options.without_etags, last_modified: !options.without_last_modified };
+        let page = read_page(bucket, prefix, &body, kept);
+        capture::recycle(body);
+        return page;
     }
     let next_token = page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)).map(str::to_owned);
     let encoded = page.encoding_type() == Some(&EncodingType::Url);
@@ -123,9 +131,10 @@ async fn fetch_page(
         let key = decode_listed(bucket, prefix, raw.to_owned(), encoded)?;
         objects.push(ObjectSummary {
             size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-            etag: object.e_tag().map(str::to_owned),
+            etag: object.e_tag().filter(|_| !options.without_etags).map(str::to_owned),
             last_modified_ms: object
                 .last_modified()
+                .filter(|_| !options.without_last_modified)
                 .and_then(|t| t.to_millis().ok())
                 .and_then(|ms| u64::try_from(ms).ok()),
             key,
@@ -135,8 +144,8 @@ async fn fetch_page(
 }
 
 /// A captured page body, read by `page_xml`.
-fn read_page(bucket: &str, prefix: &str, body: &[u8]) -> Result<Page, ListError> {
-    let listed = parse_list_page(body).map_err(|reason| ListError::BadPage {
+fn read_page(bucket: &str, prefix: &str, body: &[u8], kept: Kept) -> Result<Page, ListError> {
+    let listed = parse_list_page(body, kept).map_err(|reason| ListError::BadPage {
         bucket: bucket.to_owned(),
         prefix: prefix.to_owned(),
         reason,

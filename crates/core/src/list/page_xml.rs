@@ -35,6 +35,27 @@ pub(super) struct ListedPage {
     pub url_encoded: bool,
 }
 
+/// Which of the values a listing may do without it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Kept {
+    pub etags: bool,
+    pub last_modified: bool,
+}
+
+impl Kept {
+    #[cfg(test)]
+    pub const ALL: Kept = Kept { etags: true, last_modified: true };
+
+    fn wants(self, field: Field) -> bool {
+        match field {
+            Field::Other => false,
+            Field::ETag => self.etags,
+            Field::LastModified => self.last_modified,
+            _ => true,
+        }
+    }
+}
+
 /// Where the reader is: the fields this parser keeps, by their element path.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -89,9 +110,15 @@ fn field_at(path: &[Step]) -> Field {
 /// Parses a `ListBucketResult` document. Elements it does not use are
 /// skipped whatever they hold; a document that is not well-formed XML, or
 /// whose root is not `ListBucketResult`, is an error naming what is wrong.
-pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
+///
+/// ETags and dates are read only when `kept` asks for them: a listing with
+/// no use for them (the merge's) saves an allocation and a free per key
+/// for the ETag, and a date parse (3% of its CPU) for LastModified.
+pub(super) fn parse_list_page(xml: &[u8], kept: Kept) -> Result<ListedPage, String> {
     let mut reader = Reader::from_reader(xml);
-    let mut page = ListedPage::default();
+    // A `<Contents>` element takes at least ~150 bytes (key, date, ETag,
+    // size); sized ahead, a 1,000-key page is not moved as it grows.
+    let mut page = ListedPage { objects: Vec::with_capacity((xml.len() / 150).min(1000)), ..ListedPage::default() };
     // The path from the root down, by local names (a namespace prefix, if
     // any, is not part of them).
     let mut path: Vec<Step> = Vec::with_capacity(8);
@@ -130,15 +157,17 @@ pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
                 path.push(next);
                 let at = field_at(&path);
                 path.pop();
-                assign(at, "", &mut page, object.as_mut())?;
+                if kept.wants(at) {
+                    assign(at, "", &mut page, object.as_mut())?;
+                }
             }
-            Event::Text(chars) if field != Field::Other => {
+            Event::Text(chars) if kept.wants(field) => {
                 text.push_str(&chars.decode().map_err(|err| format!("text is not UTF-8: {err}"))?);
             }
-            Event::CData(chars) if field != Field::Other => {
+            Event::CData(chars) if kept.wants(field) => {
                 text.push_str(&chars.decode().map_err(|err| format!("CDATA is not UTF-8: {err}"))?);
             }
-            Event::GeneralRef(reference) if field != Field::Other => {
+            Event::GeneralRef(reference) if kept.wants(field) => {
                 if let Some(ch) =
                     reference.resolve_char_ref().map_err(|err| format!("bad character reference: {err}"))?
                 {
@@ -160,7 +189,7 @@ pub(super) fn parse_list_page(xml: &[u8]) -> Result<ListedPage, String> {
                     if let Some(done) = object.take() {
                         page.objects.push(done);
                     }
-                } else if field != Field::Other {
+                } else if kept.wants(field) {
                     assign(field, &text, &mut page, object.as_mut())?;
                     text.clear();
                 }
@@ -220,7 +249,7 @@ mod tests {
 
     #[test]
     fn reads_the_fields_a_listing_uses() {
-        let page = parse_list_page(PAGE.as_bytes()).expect("parses");
+        let page = parse_list_page(PAGE.as_bytes(), Kept::ALL).expect("parses");
         assert!(page.is_truncated && page.url_encoded);
         assert_eq!(page.next_token.as_deref(), Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="));
         assert_eq!(
@@ -244,9 +273,33 @@ mod tests {
     }
 
     #[test]
+    fn etags_and_dates_are_left_out_when_not_wanted_and_nothing_else_is() {
+        let with = parse_list_page(PAGE.as_bytes(), Kept::ALL).expect("parses");
+        let kinds = [
+            Kept { etags: false, last_modified: true },
+            Kept { etags: true, last_modified: false },
+            Kept { etags: false, last_modified: false },
+        ];
+        for kept in kinds {
+            let without = parse_list_page(PAGE.as_bytes(), kept).expect("parses");
+            let expected: Vec<ListedObject> = with
+                .objects
+                .iter()
+                .map(|o| ListedObject {
+                    etag: o.etag.clone().filter(|_| kept.etags),
+                    last_modified_ms: o.last_modified_ms.filter(|_| kept.last_modified),
+                    ..o.clone()
+                })
+                .collect();
+            assert_eq!(without.objects, expected, "{kept:?}");
+            assert_eq!((&with.next_token, with.is_truncated), (&without.next_token, without.is_truncated));
+        }
+    }
+
+    #[test]
     fn a_namespace_prefix_and_no_encoding() {
         let xml = r#"<s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:IsTruncated>false</s3:IsTruncated><s3:Contents><s3:Key>k 1</s3:Key><s3:Size>7</s3:Size></s3:Contents></s3:ListBucketResult>"#;
-        let page = parse_list_page(xml.as_bytes()).expect("parses");
+        let page = parse_list_page(xml.as_bytes(), Kept::ALL).expect("parses");
         assert!(!page.is_truncated && !page.url_encoded && page.next_token.is_none());
         assert_eq!(page.objects.len(), 1);
         assert_eq!((page.objects[0].key.as_str(), page.objects[0].size), ("k 1", Some(7)));
@@ -254,15 +307,19 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        assert!(parse_list_page(b"<Error><Code>x</Code></Error>").unwrap_err().contains("<Error>"));
-        assert!(parse_list_page(b"<ListBucketResult><Contents><Key>a</Key>").unwrap_err().contains("ends inside"));
+        assert!(parse_list_page(b"<Error><Code>x</Code></Error>", Kept::ALL).unwrap_err().contains("<Error>"));
         assert!(
-            parse_list_page(b"<ListBucketResult><Contents><Size>x1</Size></Contents></ListBucketResult>")
+            parse_list_page(b"<ListBucketResult><Contents><Key>a</Key>", Kept::ALL)
+                .unwrap_err()
+                .contains("ends inside")
+        );
+        assert!(
+            parse_list_page(b"<ListBucketResult><Contents><Size>x1</Size></Contents></ListBucketResult>", Kept::ALL)
                 .unwrap_err()
                 .contains("<Size>")
         );
         assert!(
-            parse_list_page(b"<ListBucketResult><Contents><Key>&nope;</Key></Contents></ListBucketResult>")
+            parse_list_page(b"<ListBucketResult><Contents><Key>&nope;</Key></Contents></ListBucketResult>", Kept::ALL)
                 .unwrap_err()
                 .contains("&nope;")
         );

@@ -37,15 +37,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Keys listed but not yet handed on, at most (plus one page per call in
-/// flight): about 150 bytes each. At 64,000 the batch-generator's peak RSS
-/// at 1M keys was 1.59–1.65× its RSS at 100k (sequential and dated keys);
-/// at 32,000, 1.43–1.47× (the listing bench). Ranges fill it only when
-/// pages arrive faster than the manifests are written, and then the front
-/// ranges still keep [`FRONT_RANGES`] calls going.
-const MAX_BUFFERED_KEYS: usize = 32_000;
+/// flight): about 130 bytes each. Once it is full only the front ranges
+/// are listed, and the listing runs at their pace: in the listing bench
+/// (1M UUID keys, 20 ms a call) 32,000 took 4.3 s, 64,000 took 3.6-3.9 s.
+/// Peak RSS at 1M keys stays within 1.3x the RSS at 100k because large
+/// blocks are kept off the heap (the batch-generator's
+/// `keep_large_blocks_off_the_heap`); without that, 32,000 keys already
+/// made it 1.45-1.5x.
+const MAX_BUFFERED_KEYS: usize = 64_000;
 /// Ranges at the front of the listing listed whatever the buffer holds;
 /// the leftmost is cut into parts so that this many calls can work on it.
-const FRONT_RANGES: usize = 8;
+const FRONT_RANGES: usize = 16;
 /// Ranges cut from the open end of the listing are to hold about this many
 /// pages: each range's last call returns a partial page (longer ranges
 /// waste fewer calls), while parts reach the first calls sooner when short.
@@ -74,7 +76,10 @@ enum State {
 struct Range {
     after: String,
     upto: Option<String>,
-    keys: Vec<ObjectSummary>,
+    /// Listed and not yet handed on, as the pages came: appended to one
+    /// vector, a range's keys were copied as it grew, into blocks larger
+    /// than glibc's mmap threshold.
+    pages: Vec<Vec<ObjectSummary>>,
     state: State,
 }
 
@@ -133,7 +138,7 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
         .zip(ends)
         .map(|(id, upto)| {
             let after = if id.is_empty() { start_after.clone() } else { id.clone() };
-            (id, Range { after, upto, keys: Vec::new(), state: State::Idle })
+            (id, Range { after, upto, pages: Vec::new(), state: State::Idle })
         })
         .collect();
     // Dropped on every way out, which aborts the calls still in flight.
@@ -143,8 +148,7 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
         // Hand on what the leftmost ranges hold.
         while let Some(mut front) = ranges.first_entry() {
             let range = front.get_mut();
-            if !range.keys.is_empty() {
-                let keys = std::mem::take(&mut range.keys);
+            for keys in std::mem::take(&mut range.pages) {
                 buffered -= keys.len();
                 let wanted: Vec<ObjectSummary> = keys.into_iter().filter(|o| shared.options.wanted(&o.key)).collect();
                 if !wanted.is_empty() && tx.send(Ok(wanted)).await.is_err() {
@@ -281,7 +285,9 @@ fn take_page(
     let past_end = upto.is_some_and(|upto| last.as_str() > upto);
     let mut overflow = objects.split_off(objects.partition_point(|o| upto.is_none_or(|upto| o.key.as_str() <= upto)));
     let mut held = objects.len();
-    range.keys.extend(objects);
+    if !objects.is_empty() {
+        range.pages.push(objects);
+    }
     if past_end || !more {
         range.state = State::Done;
     } else {
@@ -295,14 +301,16 @@ fn take_page(
             0
         };
         if wanted > 0 {
-            let sample: Vec<&str> = range.keys[range.keys.len() - held..].iter().map(|o| o.key.as_str()).collect();
+            // This page's keys: the range goes on past them (not past_end).
+            let sample: Vec<&str> =
+                range.pages.last().map(|page| page.iter().map(|o| o.key.as_str()).collect()).unwrap_or_default();
             let cuts = cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, wanted);
             if let Some(first_cut) = cuts.first() {
                 let end = range.upto.replace(first_cut.clone());
                 let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
                 ends.push(end);
                 for (start, upto) in cuts.into_iter().zip(ends) {
-                    ranges.insert(start.clone(), Range { after: start, upto, keys: Vec::new(), state: State::Idle });
+                    ranges.insert(start.clone(), Range { after: start, upto, pages: Vec::new(), state: State::Idle });
                 }
             }
         }
@@ -324,7 +332,9 @@ fn take_page(
                 later.after = o.key.clone();
             }
             held += overflow.len();
-            later.keys.append(&mut overflow);
+            if !overflow.is_empty() {
+                later.pages.push(std::mem::take(&mut overflow));
+            }
             if !rest.is_empty() {
                 later.state = State::Done;
             }

@@ -91,6 +91,9 @@ async fn list_and_write(
         suffix: Some(request.suffix.clone()).filter(|s| !s.is_empty()),
         exclude_prefix: request.excluded_prefix(),
         pages: Some(pages.clone()),
+        without_etags: true,
+        // Only an incremental run places files by their dates.
+        without_last_modified: !request.incremental,
         ..ListOptions::default()
     };
     let mut listed =
