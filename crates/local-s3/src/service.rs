@@ -283,11 +283,8 @@ fn url_encoded(encoding_type: Option<&EncodingType>) -> bool {
     encoding_type.is_some_and(|e| e.as_str() == EncodingType::URL)
 }
 
-fn encoder(encoding_type: Option<&EncodingType>) -> impl Fn(&str) -> String + use<> {
-    let url = url_encoded(encoding_type);
-    move |s: &str| {
-        if url { utf8_percent_encode(s, URL_ENCODE_SET).to_string() } else { s.to_owned() }
-    }
+fn encoder(url: bool) -> impl Fn(&str) -> String {
+    move |s: &str| encode_owned(url, s.to_owned())
 }
 
 fn max_keys(requested: Option<i32>) -> S3Result<usize> {
@@ -634,8 +631,9 @@ impl S3 for Backend {
             max_keys,
         };
         let mut page = self.store.list(&input.bucket, &params)?;
-        let encode = encoder(input.encoding_type.as_ref());
-        let (contents, prefixes) = list_contents(&mut page, url_encoded(input.encoding_type.as_ref()));
+        let url = url_encoded(input.encoding_type.as_ref());
+        let encode = encoder(url);
+        let (contents, prefixes) = list_contents(&mut page, url);
         let key_count = i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX);
         let next = page.truncated.then(|| page.last.as_ref().map(|l| URL_SAFE_NO_PAD.encode(l))).flatten();
         Ok(S3Response::new(ListObjectsV2Output {
@@ -666,8 +664,9 @@ impl S3 for Backend {
             max_keys,
         };
         let mut page = self.store.list(&input.bucket, &params)?;
-        let encode = encoder(input.encoding_type.as_ref());
-        let (contents, prefixes) = list_contents(&mut page, url_encoded(input.encoding_type.as_ref()));
+        let url = url_encoded(input.encoding_type.as_ref());
+        let encode = encoder(url);
+        let (contents, prefixes) = list_contents(&mut page, url);
         // S3 only sends NextMarker with a delimiter; clients otherwise resume
         // from the last key, which is the same value.
         let next_marker = page.truncated.then(|| page.last.as_deref().map(&encode)).flatten();
@@ -913,9 +912,9 @@ mod tests {
 
     #[test]
     fn url_encoding_keeps_slashes_and_escapes_the_rest() {
-        let encode = encoder(Some(&EncodingType::from_static(EncodingType::URL)));
+        let encode = encoder(url_encoded(Some(&EncodingType::from_static(EncodingType::URL))));
         assert_eq!(encode("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
-        let plain = encoder(None);
+        let plain = encoder(url_encoded(None));
         assert_eq!(plain("a b"), "a b");
     }
 }
