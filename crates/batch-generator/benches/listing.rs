@@ -5,7 +5,9 @@
 //! For each shape, KEYS objects (default 1,000,000) and SMALL_KEYS (default
 //! 100,000) in another bucket are stored; then `generate_batches` runs in a
 //! child process (so its peak RSS is its own, not the server's) over each:
-//! parallel at KEYS and SMALL_KEYS, serial at KEYS. It prints a table and
+//! parallel at KEYS and SMALL_KEYS, serial at KEYS. The parallel run at
+//! KEYS is repeated (LISTING_REPEAT, default 3) and the run of median time
+//! is reported, with every run's time beside it. It prints a table and
 //! writes the figures as JSON to bench/results/listing-<date>.json.
 //!
 //! `cargo bench -p batch-generator --bench listing`
@@ -155,6 +157,18 @@ fn seed(server: &LocalS3, bucket: &str, keys: &[String]) {
     });
 }
 
+/// The run of median time among `n`, with every run's seconds beside it:
+/// on a shared 2-core machine one parallel listing can be 10% off the next.
+fn median_of(n: u64, mut run: impl FnMut() -> Value) -> Value {
+    let mut runs: Vec<Value> = (0..n).map(|_| run()).collect();
+    let seconds = |v: &Value| v["seconds"].as_f64().unwrap_or(f64::NAN);
+    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
+    let all: Vec<f64> = runs.iter().map(seconds).collect();
+    let mut median = runs.swap_remove(runs.len() / 2);
+    median["runs_seconds"] = json!(all);
+    median
+}
+
 /// The commit measured, marked `-dirty` when the tree had changes.
 fn commit() -> String {
     let git = |args: &[&str]| {
@@ -207,6 +221,7 @@ fn main() {
     let small = env_u64("SMALL_KEYS", 100_000);
     let latency = env_u64("LATENCY_MS", 20);
     let concurrency = env_u64("LIST_CONCURRENCY", 32);
+    let repeat = env_u64("LISTING_REPEAT", 3).max(1);
     let wanted = std::env::var("SHAPES").unwrap_or_else(|_| shapes::ALL.join(","));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = Vec::new();
@@ -241,7 +256,7 @@ fn main() {
             }
         }
         server.faults().set_latency(Duration::from_millis(latency), Duration::ZERO);
-        let parallel = run_child(&server, "big", &format!("{shape}-parallel"), concurrency);
+        let parallel = median_of(repeat, || run_child(&server, "big", &format!("{shape}-parallel"), concurrency));
         let parallel_small = run_child(&server, "small", &format!("{shape}-small"), concurrency);
         let serial = if std::env::var("LISTING_SKIP_SERIAL").is_ok_and(|v| v == "1") {
             json!({"files": keys, "seconds": null})
