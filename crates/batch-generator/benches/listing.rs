@@ -6,8 +6,9 @@
 //! 100,000) in another bucket are stored; then `generate_batches` runs in a
 //! child process (so its peak RSS is its own, not the server's) over each:
 //! parallel at KEYS and SMALL_KEYS, serial at KEYS. The parallel run at
-//! KEYS is repeated (LISTING_REPEAT, default 3) and the run of median time
-//! is reported, with every run's time beside it. It prints a table and
+//! KEYS and at SMALL_KEYS is repeated (LISTING_REPEAT, default 3): the
+//! run of median time is reported, with every run's time and peak RSS
+//! beside it, and the table shows the median peak RSS. It prints a table and
 //! writes the figures as JSON to bench/results/listing-<date>.json.
 //!
 //! `cargo bench -p batch-generator --bench listing`
@@ -157,15 +158,21 @@ fn seed(server: &LocalS3, bucket: &str, keys: &[String]) {
     });
 }
 
-/// The run of median time among `n`, with every run's seconds beside it:
-/// on a shared 2-core machine one parallel listing can be 10% off the next.
+/// The run of median time among `n`, with every run's seconds and peak RSS
+/// beside it and the median peak RSS (`median_rss_mib`): on a shared
+/// 2-core machine one parallel listing can be 10% off the next, and its
+/// peak RSS a few MiB.
 fn median_of(n: u64, mut run: impl FnMut() -> Value) -> Value {
     let mut runs: Vec<Value> = (0..n).map(|_| run()).collect();
-    let seconds = |v: &Value| v["seconds"].as_f64().unwrap_or(f64::NAN);
-    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
-    let all: Vec<f64> = runs.iter().map(seconds).collect();
+    let field = |v: &Value, name: &str| v[name].as_f64().unwrap_or(f64::NAN);
+    let mut rss: Vec<f64> = runs.iter().map(|v| field(v, "peak_rss_mib")).collect();
+    rss.sort_by(f64::total_cmp);
+    runs.sort_by(|a, b| field(a, "seconds").total_cmp(&field(b, "seconds")));
+    let all: Vec<f64> = runs.iter().map(|v| field(v, "seconds")).collect();
     let mut median = runs.swap_remove(runs.len() / 2);
     median["runs_seconds"] = json!(all);
+    median["runs_peak_rss_mib"] = json!(rss);
+    median["median_rss_mib"] = json!(rss[rss.len() / 2]);
     median
 }
 
@@ -257,7 +264,7 @@ fn main() {
         }
         server.faults().set_latency(Duration::from_millis(latency), Duration::ZERO);
         let parallel = median_of(repeat, || run_child(&server, "big", &format!("{shape}-parallel"), concurrency));
-        let parallel_small = run_child(&server, "small", &format!("{shape}-small"), concurrency);
+        let parallel_small = median_of(repeat, || run_child(&server, "small", &format!("{shape}-small"), concurrency));
         let serial = if std::env::var("LISTING_SKIP_SERIAL").is_ok_and(|v| v == "1") {
             json!({"files": keys, "seconds": null})
         } else {
@@ -277,8 +284,8 @@ fn main() {
             ratio,
             serial["list_calls"],
             parallel["list_calls"],
-            parallel["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-            parallel_small["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            parallel["median_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            parallel_small["median_rss_mib"].as_f64().unwrap_or(f64::NAN),
             parallel["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
             parallel["server_cpu_seconds"].as_f64().unwrap_or(f64::NAN),
         );
