@@ -15,7 +15,7 @@
 //! (SHAPES=random,dated picks shapes; LIST_CONCURRENCY=N sets the calls in
 //! flight, default 32; LIST_ONLY=1 times the listing without the manifests;
 //! LISTING_DATA=DIR keeps the stored objects in DIR/<shape> and reuses them
-//! in later runs; LISTING_PERF=DIR records the parallel 1M run with `perf
+//! in later runs; LISTING_PERF=DIR records the first parallel 1M run with `perf
 //! record` into DIR/<bucket>-<run>.data, and the server beside it in
 //! DIR/<bucket>-<run>-server.data; LISTING_OUT=FILE writes the results
 //! there instead, a relative FILE from the workspace root;
@@ -103,15 +103,18 @@ fn child(spec: &str) {
     println!("{out}");
 }
 
-fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64) -> Value {
+/// `profile`: record this run with perf when LISTING_PERF asks for it.
+fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64, profile: bool) -> Value {
     let spec = json!({"endpoint": server.endpoint(), "access_key": server.access_key(),
         "secret_key": server.secret_key(), "bucket": bucket, "run_id": run_id, "list_concurrency": list_concurrency});
     let exe = std::env::current_exe().expect("bench executable");
     let before = server.counters().get("ListObjectsV2").copied().unwrap_or(0);
+    let listed_before = server.objects_listed();
     // This process is local-s3 while the child runs: its CPU is the server's.
     let server_cpu_before = cpu_seconds();
-    let perf_dir =
-        std::env::var_os("LISTING_PERF").filter(|_| run_id.ends_with("-parallel")).map(std::path::PathBuf::from);
+    let perf_dir = std::env::var_os("LISTING_PERF")
+        .filter(|_| profile && run_id.ends_with("-parallel"))
+        .map(std::path::PathBuf::from);
     let mut command = match &perf_dir {
         Some(dir) => {
             let mut perf = Command::new("perf");
@@ -130,16 +133,21 @@ fn run_child(server: &LocalS3, bucket: &str, run_id: &str, list_concurrency: u64
             .spawn()
             .ok()
     });
-    let output = command.env(CHILD, spec.to_string()).output().expect("child runs");
+    let output = command.env(CHILD, spec.to_string()).output();
     let server_cpu = cpu_seconds() - server_cpu_before;
+    // Stopped before anything below may panic: a recording left running
+    // would outlive the bench.
     if let Some(mut perf) = server_perf {
         let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
         let _ = perf.wait();
     }
+    let output = output.expect("child runs");
     assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stderr));
     let mut result: Value = serde_json::from_slice(&output.stdout).expect("child's JSON");
     let calls = server.counters().get("ListObjectsV2").copied().unwrap_or(0) - before;
     result["list_calls"] = json!(calls);
+    // Keys the server sent, counting a key sent twice twice.
+    result["objects_listed"] = json!(server.objects_listed() - listed_before);
     result["server_cpu_seconds"] = json!((server_cpu * 100.0).round() / 100.0);
     result
 }
@@ -162,8 +170,8 @@ fn seed(server: &LocalS3, bucket: &str, keys: &[String]) {
 /// beside it and the median peak RSS (`median_rss_mib`): on a shared
 /// 2-core machine one parallel listing can be 10% off the next, and its
 /// peak RSS a few MiB.
-fn median_of(n: u64, mut run: impl FnMut() -> Value) -> Value {
-    let mut runs: Vec<Value> = (0..n).map(|_| run()).collect();
+fn median_of(n: u64, mut run: impl FnMut(u64) -> Value) -> Value {
+    let mut runs: Vec<Value> = (0..n).map(&mut run).collect();
     let field = |v: &Value, name: &str| v[name].as_f64().unwrap_or(f64::NAN);
     let mut rss: Vec<f64> = runs.iter().map(|v| field(v, "peak_rss_mib")).collect();
     rss.sort_by(f64::total_cmp);
@@ -263,12 +271,17 @@ fn main() {
             }
         }
         server.faults().set_latency(Duration::from_millis(latency), Duration::ZERO);
-        let parallel = median_of(repeat, || run_child(&server, "big", &format!("{shape}-parallel"), concurrency));
-        let parallel_small = median_of(repeat, || run_child(&server, "small", &format!("{shape}-small"), concurrency));
+        let parallel = median_of(repeat, |i| {
+            // Only the first repeat is profiled: each would write over the
+            // last one's recording.
+            run_child(&server, "big", &format!("{shape}-parallel"), concurrency, i == 0)
+        });
+        let parallel_small =
+            median_of(repeat, |_| run_child(&server, "small", &format!("{shape}-small"), concurrency, false));
         let serial = if std::env::var("LISTING_SKIP_SERIAL").is_ok_and(|v| v == "1") {
             json!({"files": keys, "seconds": null})
         } else {
-            run_child(&server, "big", &format!("{shape}-serial"), 1)
+            run_child(&server, "big", &format!("{shape}-serial"), 1, false)
         };
         for (result, expected) in [(&parallel, keys), (&parallel_small, small), (&serial, keys)] {
             assert_eq!(result["files"].as_u64(), Some(expected), "{shape}: every key listed once: {result}");

@@ -246,6 +246,13 @@ impl LocalS3 {
         self.shared.counters().filter(|(_, n)| *n > 0).map(|(op, n)| (op.to_owned(), n)).collect()
     }
 
+    /// Objects returned by ListObjects and ListObjectsV2 calls, summed over
+    /// calls, since start or [`LocalS3::reset_counters`]: a client that
+    /// lists a key twice counts it twice.
+    pub fn objects_listed(&self) -> u64 {
+        self.store.objects_listed()
+    }
+
     /// Faults injected per kind name (`"SlowDown"`, ...); kinds never
     /// injected are absent.
     pub fn faults_injected(&self) -> BTreeMap<String, u64> {
@@ -256,6 +263,7 @@ impl LocalS3 {
     /// from when they were set.
     pub fn reset_counters(&self) {
         self.shared.reset_counters();
+        self.store.reset_objects_listed();
     }
 
     pub fn faults(&self) -> &Faults {

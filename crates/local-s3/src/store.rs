@@ -365,6 +365,8 @@ pub(crate) struct Store {
     uploads: Mutex<HashMap<String, Arc<Upload>>>,
     next_id: AtomicU64,
     min_part_size: u64,
+    /// Objects returned by listings, for [`crate::LocalS3::objects_listed`].
+    listed: AtomicU64,
 }
 
 impl Store {
@@ -408,6 +410,7 @@ impl Store {
             uploads: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(clock.max(max_generation + 1)),
             min_part_size,
+            listed: AtomicU64::new(0),
         })
     }
 
@@ -670,7 +673,17 @@ impl Store {
     pub fn list(&self, bucket: &str, params: &ListParams<'_>) -> Result<ListPage> {
         let b = self.bucket(bucket)?;
         let state = read_lock(&b.state);
-        Ok(list_page(&state.objects, params))
+        let page = list_page(&state.objects, params);
+        self.listed.fetch_add(page.objects.len() as u64, Ordering::Relaxed);
+        Ok(page)
+    }
+
+    pub fn objects_listed(&self) -> u64 {
+        self.listed.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_objects_listed(&self) {
+        self.listed.store(0, Ordering::Relaxed);
     }
 
     pub fn keys(&self, bucket: &str) -> Result<Vec<String>> {

@@ -101,16 +101,19 @@ async fn call(
     sent.map_err(|err| list_failure(bucket, prefix, S3Failure::from_sdk(&err)))
 }
 
+/// One page from `from`, of at most `max_keys` keys (S3's 1,000 when
+/// `None`).
 async fn fetch_page(
     client: &Client,
     bucket: &str,
     prefix: &str,
     from: From<'_>,
+    max_keys: Option<i32>,
     options: &ListOptions,
 ) -> Result<Page, ListError> {
     let captured = CapturedBody::default();
     let page = call(client, bucket, prefix, options, Some(&captured), |request| {
-        let request = request.set_max_keys(options.page_size);
+        let request = request.set_max_keys(max_keys);
         match from {
             From::Token(token) => request.continuation_token(token),
             From::After(after) => request.set_start_after(after.filter(|a| !a.is_empty()).map(str::to_owned)),
@@ -217,7 +220,7 @@ pub fn list_objects(
             Some(token) => From::Token(token),
             None => From::After(st.options.start_after.as_deref()),
         };
-        let page = fetch_page(&st.client, &st.bucket, &st.prefix, from, &st.options).await?;
+        let page = fetch_page(&st.client, &st.bucket, &st.prefix, from, st.options.page_size, &st.options).await?;
         st.token = page.next_token;
         st.done = st.token.is_none();
         let options = &st.options;

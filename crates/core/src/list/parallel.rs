@@ -23,7 +23,7 @@
 //! pages keep arriving (and parse on every core) while the consumer works;
 //! the consumer's pace bounds it through a small channel.
 
-use super::keyspace::cut_points;
+use super::keyspace::{cut_points, keys_between};
 use super::{From, ListOptions, ObjectSummary, Page, call, decode_listed, fetch_page, list_objects};
 use crate::error::ListError;
 use aws_sdk_s3::Client;
@@ -40,10 +40,11 @@ use tokio::task::JoinSet;
 /// flight): about 130 bytes each. Once it is full only the front ranges
 /// are listed, and the listing runs at their pace: in the listing bench
 /// (1M UUID keys, 20 ms a call) 32,000 took 4.3 s, 64,000 took 3.6-3.9 s.
-/// Peak RSS at 1M keys stays within 1.3x the RSS at 100k because large
-/// blocks are kept off the heap (the batch-generator's
+/// Peak RSS at 1M keys, the median of three runs, is 1.19-1.43x the
+/// median at 100k (single runs up to 1.62x: the README's listing table)
+/// because large blocks are kept off the heap (the batch-generator's
 /// `keep_large_blocks_off_the_heap`); without that, 32,000 keys already
-/// made it 1.45-1.5x.
+/// made single runs 1.45-1.5x.
 const MAX_BUFFERED_KEYS: usize = 64_000;
 /// Ranges at the front of the listing listed whatever the buffer holds;
 /// the leftmost is cut into parts so that this many calls can work on it.
@@ -52,6 +53,12 @@ const FRONT_RANGES: usize = 16;
 /// pages: each range's last call returns a partial page (longer ranges
 /// waste fewer calls), while parts reach the first calls sooner when short.
 const PAGES_PER_RANGE: u128 = 4;
+/// S3's page size when MaxKeys is not given.
+const S3_PAGE: i32 = 1000;
+/// A range's last call asks for this many times the keys expected to be
+/// left, plus [`LIMIT_SLACK`].
+const LIMIT_MARGIN: f64 = 1.2;
+const LIMIT_SLACK: f64 = 16.0;
 /// Folder levels looked at before listing starts.
 const SEED_DEPTH: usize = 4;
 /// Folders to start with, per call in flight. Enough that 360 date folders
@@ -81,6 +88,9 @@ struct Range {
     /// than glibc's mmap threshold.
     pages: Vec<Vec<ObjectSummary>>,
     state: State,
+    /// The next call's page size, when fewer keys than a page are expected
+    /// to be left (see [`page_limit`]).
+    max_keys: Option<i32>,
 }
 
 struct Shared {
@@ -138,7 +148,7 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
         .zip(ends)
         .map(|(id, upto)| {
             let after = if id.is_empty() { start_after.clone() } else { id.clone() };
-            (id, Range { after, upto, pages: Vec::new(), state: State::Idle })
+            (id, Range { after, upto, pages: Vec::new(), state: State::Idle, max_keys: None })
         })
         .collect();
     // Dropped on every way out, which aborts the calls still in flight.
@@ -181,12 +191,15 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
             if range.state == State::Idle && (near_front || buffered < MAX_BUFFERED_KEYS) {
                 range.state = State::InFlight;
                 let (shared, id, after) = (shared.clone(), id.clone(), range.after.clone());
+                let max_keys = range.max_keys.or(shared.options.page_size);
                 // Each call on a task of its own: a page of 1,000 keys takes
                 // milliseconds of CPU to parse, and on more than one vCPU
                 // the pages parse side by side.
                 in_flight.spawn(async move {
                     let from = From::After(Some(after.as_str()));
-                    (id, fetch_page(&shared.client, &shared.bucket, &shared.prefix, from, &shared.options).await)
+                    let page =
+                        fetch_page(&shared.client, &shared.bucket, &shared.prefix, from, max_keys, &shared.options);
+                    (id, page.await)
                 });
             }
         }
@@ -309,11 +322,30 @@ fn take_page(
                 let end = range.upto.replace(first_cut.clone());
                 let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
                 ends.push(end);
-                for (start, upto) in cuts.into_iter().zip(ends) {
-                    ranges.insert(start.clone(), Range { after: start, upto, pages: Vec::new(), state: State::Idle });
+                // A part can hold fewer keys than the cuts meant (they are
+                // placed on a coarser view of the keys), and its first call
+                // then returned mostly the next part's keys.
+                let limits: Vec<Option<i32>> = cuts
+                    .iter()
+                    .zip(&ends)
+                    .map(|(start, upto)| page_limit(&sample, start, upto.as_deref(), shared.options.page_size))
+                    .collect();
+                for ((start, upto), max_keys) in cuts.into_iter().zip(ends).zip(limits) {
+                    ranges.insert(
+                        start.clone(),
+                        Range { after: start, upto, pages: Vec::new(), state: State::Idle, max_keys },
+                    );
                 }
             }
         }
+    }
+    if let Some(range) = ranges.get_mut(id)
+        && range.state == State::Idle
+    {
+        let sample: Vec<&str> =
+            range.pages.last().map(|page| page.iter().map(|o| o.key.as_str()).collect()).unwrap_or_default();
+        let limit = page_limit(&sample, &range.after, range.upto.as_deref(), shared.options.page_size);
+        range.max_keys = limit;
     }
     // A page that ran past its range's end holds every key from there to
     // its last: the first keys of the ranges that follow. Those not asking
@@ -351,4 +383,39 @@ fn take_page(
         }
     }
     Ok(held)
+}
+
+/// The page size for a range's next call when the keys left in it, at
+/// the density of the page just listed (`sample`), are fewer than a page:
+/// S3 cannot stop a page at the range's end, and a full page from a
+/// range's last call was mostly the next range's keys, sent and parsed
+/// twice: in the listing bench, local-s3 sent 1.31-1.36M objects for 1M
+/// sequential keys and 1.18-1.20M for 1M UUIDs; with this, 1.15M and
+/// 1.10M. The margin covers the estimate's noise; falling short costs one
+/// more call, never a key.
+fn page_limit(sample: &[&str], after: &str, upto: Option<&str>, page_size: Option<i32>) -> Option<i32> {
+    let page = f64::from(page_size.unwrap_or(S3_PAGE));
+    let expected = keys_between(sample, after, upto?)?;
+    let limit = (expected * LIMIT_MARGIN + LIMIT_SLACK).ceil();
+    // Saturating: a NaN or a huge estimate gives no limit.
+    (limit < page).then_some(limit as i32).filter(|n| *n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_limit_only_where_fewer_keys_than_a_page_are_left() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("csvs/f{i:07}.csv")).collect();
+        let sample: Vec<&str> = keys[..1000].iter().map(String::as_str).collect();
+        let limit = page_limit(&sample, &keys[999], Some(&keys[1_299]), None).expect("a limit");
+        assert!((300..=400).contains(&limit), "{limit}");
+        assert_eq!(page_limit(&sample, &keys[999], Some(&keys[5_000]), None), None);
+        assert_eq!(page_limit(&sample, &keys[999], None, None), None);
+        // Never above the listing's own page size.
+        assert_eq!(page_limit(&sample, &keys[999], Some(&keys[1_299]), Some(100)), None);
+        let small = page_limit(&sample, &keys[999], Some(&keys[1_049]), Some(100)).expect("a limit");
+        assert!((50..100).contains(&small), "{small}");
+    }
 }
