@@ -390,8 +390,8 @@ fn take_page(
 /// S3 cannot stop a page at the range's end, and a full page from a
 /// range's last call was mostly the next range's keys, sent and parsed
 /// twice: in the listing bench, local-s3 sent 1.31-1.36M objects for 1M
-/// sequential keys and 1.18-1.20M for 1M UUIDs; with this, 1.15M and
-/// 1.10M. The margin covers the estimate's noise; falling short costs one
+/// sequential keys and 1.18-1.20M for 1M UUIDs; with this, 1.14-1.15M
+/// and 1.10M. The margin covers the estimate's noise; falling short costs one
 /// more call, never a key.
 fn page_limit(sample: &[&str], after: &str, upto: Option<&str>, page_size: Option<i32>) -> Option<i32> {
     let page = f64::from(page_size.unwrap_or(S3_PAGE));
