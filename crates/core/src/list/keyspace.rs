@@ -131,10 +131,10 @@ pub(super) fn cut_points(sample: &[&str], upto: Option<&str>, pages_per_range: u
     best
 }
 
-/// About how many keys lie after `after` and up to `upto`, at the density
-/// of `sample` (one page in key order). `None` when the sample cannot say:
-/// fewer than two distinct keys, or characters other than ASCII after the
-/// part every key and bound share.
+/// How densely one page's keys (`sample`, in key order) sit, gathered once
+/// so that the many estimates a page answers (its range's end and every
+/// part cut from it) each cost a pass over the characters of two bounds,
+/// not over the page again.
 ///
 /// The cuts' number line gives every position the same alphabet, so places
 /// no key uses (after '9' in a counter, '.', 'c', 's', 'v' from ".csv")
@@ -142,50 +142,104 @@ pub(super) fn cut_points(sample: &[&str], upto: Option<&str>, pages_per_range: u
 /// inside, but it put counts off by 0.4-2.8x. Here each position has the
 /// alphabet the keys and bounds use there, a mixed-radix number, and counts
 /// of flat sequential and random keys come out nearly exact.
-pub(super) fn keys_between(sample: &[&str], after: &str, upto: &str) -> Option<f64> {
-    let (&first, &last) = (sample.first()?, sample.last()?);
-    if first >= last || upto <= after {
-        return None;
-    }
-    // Every sample key lies between `first` and `last`, so shares their prefix.
-    let shared = [last, after, upto].iter().fold(first.len(), |n, k| n.min(common_prefix(first, k).len()));
-    let rests: Vec<&[u8]> = sample.iter().chain([&after, &upto]).map(|k| &k.as_bytes()[shared..]).collect();
-    if rests.iter().any(|r| !r.is_ascii()) {
-        return None;
-    }
-    let width_of = |a: &[u8], b: &[u8], places: &[Place]| -> Option<f64> {
-        let position = |key: &[u8]| places.iter().fold(0u128, |value, place| value * place.radix + place.digit(key));
-        Some(position(b).checked_sub(position(a))? as f64)
-    };
-    let (keys, bounds) = rests.split_at(sample.len());
-    let longest = rests.iter().map(|r| r.len()).max().unwrap_or(0);
-    // The bounds may hold characters the sample never showed at a place
-    // (a page of a counter shows one value of its higher digits, a page
-    // of UUIDs a few of its first): every place counts in the characters
-    // the sample's varying places use, or '0' to '4' would be one step.
-    let digits = (0..longest)
-        .map(|column| Place::new(column, keys, 0).used)
-        .filter(|used| used.count_ones() >= 2)
-        .fold(0u128, |set, used| set | used);
-    let mut places: Vec<Place> = Vec::new();
-    let mut scale = 1u128;
-    for column in 0..longest {
-        let place = Place::new(column, &rests, digits);
-        if place.radix < 2 {
-            continue;
-        }
-        let Some(next) = scale.checked_mul(place.radix).filter(|s| *s < 1 << POSITION_BITS) else { break };
-        scale = next;
-        places.push(place);
-    }
-    let (first_rest, last_rest) = (keys[0], keys[keys.len() - 1]);
-    let (after_rest, upto_rest) = (bounds[0], bounds[1]);
-    let width = width_of(first_rest, last_rest, &places).filter(|w| *w > 0.0)?;
-    let span = width_of(after_rest, upto_rest, &places).unwrap_or(0.0);
-    Some(span / width * (sample.len() - 1) as f64)
+pub(super) struct Density {
+    first: String,
+    last: String,
+    keys: usize,
+    /// The ASCII characters the sample's keys use at each byte position.
+    used: Vec<u128>,
+    /// The characters of every position where the keys differ: the digits
+    /// the keys count in (see [`Density::keys_between`]).
+    digits: u128,
+    /// The sample's shortest key: it ends before every later position.
+    shortest: usize,
+    /// Past the last non-ASCII byte in the sample, if any.
+    ascii_from: usize,
 }
 
-/// One character position of [`keys_between`]'s mixed-radix number.
+impl Density {
+    /// `None` when the sample cannot say: fewer than two distinct keys.
+    pub(super) fn of(sample: &[&str]) -> Option<Self> {
+        let (&first, &last) = (sample.first()?, sample.last()?);
+        if first >= last {
+            return None;
+        }
+        let (mut used, mut shortest, mut ascii_from) = (Vec::new(), usize::MAX, 0);
+        for key in sample {
+            let bytes = key.as_bytes();
+            if used.len() < bytes.len() {
+                used.resize(bytes.len(), 0u128);
+            }
+            shortest = shortest.min(bytes.len());
+            for (column, &b) in bytes.iter().enumerate() {
+                if b.is_ascii() {
+                    used[column] |= 1 << b;
+                } else {
+                    ascii_from = ascii_from.max(column + 1);
+                }
+            }
+        }
+        // Positions inside the prefix every key shares show one character.
+        let digits = used.iter().filter(|set| set.count_ones() >= 2).fold(0, |all, set| all | set);
+        Some(Self {
+            first: first.to_owned(),
+            last: last.to_owned(),
+            keys: sample.len(),
+            used,
+            digits,
+            shortest,
+            ascii_from,
+        })
+    }
+
+    /// About how many keys lie after `after` and up to `upto`, at the
+    /// sample's density. `None` when `upto` is not past `after`, or where
+    /// characters other than ASCII follow the part the sample and both
+    /// bounds share.
+    pub(super) fn keys_between(&self, after: &str, upto: &str) -> Option<f64> {
+        if upto <= after {
+            return None;
+        }
+        let (first, last) = (self.first.as_str(), self.last.as_str());
+        // Every sample key lies between `first` and `last`, so shares their prefix.
+        let shared = [last, after, upto].iter().fold(first.len(), |n, k| n.min(common_prefix(first, k).len()));
+        let (after, upto) = (after.as_bytes(), upto.as_bytes());
+        if self.ascii_from > shared || !after[shared..].is_ascii() || !upto[shared..].is_ascii() {
+            return None;
+        }
+        let longest = self.used.len().max(after.len()).max(upto.len());
+        // The bounds may hold characters the sample never showed at a place
+        // (a page of a counter shows one value of its higher digits, a page
+        // of UUIDs a few of its first): every place counts in the characters
+        // the sample's varying places use, or '0' to '4' would be one step.
+        let mut places: Vec<Place> = Vec::new();
+        let mut scale = 1u128;
+        for column in shared..longest {
+            let mut used = self.digits | self.used.get(column).copied().unwrap_or(0);
+            let mut ends = self.shortest <= column;
+            for bound in [after, upto] {
+                match bound.get(column) {
+                    Some(&b) => used |= 1 << b,
+                    None => ends = true,
+                }
+            }
+            let place = Place { column, used, ends, radix: u128::from(used.count_ones()) + u128::from(ends) };
+            if place.radix < 2 {
+                continue;
+            }
+            let Some(next) = scale.checked_mul(place.radix).filter(|s| *s < 1 << POSITION_BITS) else { break };
+            scale = next;
+            places.push(place);
+        }
+        let position = |key: &[u8]| places.iter().fold(0u128, |value, place| value * place.radix + place.digit(key));
+        let distance = |a: &[u8], b: &[u8]| Some(position(b).checked_sub(position(a))? as f64);
+        let width = distance(first.as_bytes(), last.as_bytes()).filter(|w| *w > 0.0)?;
+        let span = distance(after, upto).unwrap_or(0.0);
+        Some(span / width * (self.keys - 1) as f64)
+    }
+}
+
+/// One character position of [`Density::keys_between`]'s mixed-radix number.
 struct Place {
     column: usize,
     /// The ASCII characters used there.
@@ -196,19 +250,6 @@ struct Place {
 }
 
 impl Place {
-    /// The place at `column` of `rests`, counting the characters in
-    /// `extra` as used too.
-    fn new(column: usize, rests: &[&[u8]], extra: u128) -> Self {
-        let (mut used, mut ends) = (extra, false);
-        for rest in rests {
-            match rest.get(column) {
-                Some(&b) => used |= 1 << b,
-                None => ends = true,
-            }
-        }
-        Self { column, used, ends, radix: u128::from(used.count_ones()) + u128::from(ends) }
-    }
-
     fn digit(&self, key: &[u8]) -> u128 {
         match key.get(self.column) {
             // Characters below `b` among those used, after "ends here".
@@ -340,7 +381,8 @@ mod tests {
             .map(|&(start, ahead)| {
                 let sample = refs(&all[start..start + 1000]);
                 let last = start + 999;
-                let estimate = keys_between(&sample, &all[last], &all[last + ahead]).expect("estimate");
+                let density = Density::of(&sample).expect("a density");
+                let estimate = density.keys_between(&all[last], &all[last + ahead]).expect("estimate");
                 estimate / ahead as f64
             })
             .collect()
@@ -360,8 +402,13 @@ mod tests {
         uuids.sort();
         let ratios = estimate_ratios(&uuids, &[(2_000, 300), (2_000, 38_000), (50_000, 700), (70_000, 5_000)]);
         assert!(ratios.iter().all(|r| (0.75..=1.33).contains(r)), "{ratios:?}");
-        assert_eq!(keys_between(&["k", "k"], "k", "z"), None);
-        assert_eq!(keys_between(&[], "a", "b"), None);
+        assert!(Density::of(&["k", "k"]).is_none());
+        assert!(Density::of(&[]).is_none());
+        let density = Density::of(&["k1", "k2"]).expect("a density");
+        assert_eq!(density.keys_between("k5", "k3"), None);
+        // Past the shared part only ASCII is counted.
+        assert_eq!(density.keys_between("k2", "kü"), None);
+        assert!(Density::of(&["kü1", "kü2"]).expect("a density").keys_between("kü2", "kü9").is_some());
     }
 
     #[test]

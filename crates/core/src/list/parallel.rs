@@ -23,7 +23,7 @@
 //! pages keep arriving (and parse on every core) while the consumer works;
 //! the consumer's pace bounds it through a small channel.
 
-use super::keyspace::{cut_points, keys_between};
+use super::keyspace::{Density, cut_points};
 use super::{From, ListOptions, ObjectSummary, Page, call, decode_listed, fetch_page, list_objects};
 use crate::error::ListError;
 use aws_sdk_s3::Client;
@@ -313,39 +313,31 @@ fn take_page(
         } else {
             0
         };
-        if wanted > 0 {
-            // This page's keys: the range goes on past them (not past_end).
-            let sample: Vec<&str> =
-                range.pages.last().map(|page| page.iter().map(|o| o.key.as_str()).collect()).unwrap_or_default();
-            let cuts = cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, wanted);
-            if let Some(first_cut) = cuts.first() {
-                let end = range.upto.replace(first_cut.clone());
-                let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
-                ends.push(end);
-                // A part can hold fewer keys than the cuts meant (they are
-                // placed on a coarser view of the keys), and its first call
-                // then returned mostly the next part's keys.
-                let limits: Vec<Option<i32>> = cuts
-                    .iter()
-                    .zip(&ends)
-                    .map(|(start, upto)| page_limit(&sample, start, upto.as_deref(), shared.options.page_size))
-                    .collect();
-                for ((start, upto), max_keys) in cuts.into_iter().zip(ends).zip(limits) {
-                    ranges.insert(
-                        start.clone(),
-                        Range { after: start, upto, pages: Vec::new(), state: State::Idle, max_keys },
-                    );
-                }
-            }
-        }
-    }
-    if let Some(range) = ranges.get_mut(id)
-        && range.state == State::Idle
-    {
+        // This page's keys: the range goes on past them (not past_end).
         let sample: Vec<&str> =
             range.pages.last().map(|page| page.iter().map(|o| o.key.as_str()).collect()).unwrap_or_default();
-        let limit = page_limit(&sample, &range.after, range.upto.as_deref(), shared.options.page_size);
-        range.max_keys = limit;
+        let density = Density::of(&sample);
+        let limit =
+            |after: &str, upto: Option<&str>| page_limit(density.as_ref(), after, upto, shared.options.page_size);
+        let cuts =
+            if wanted > 0 { cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, wanted) } else { Vec::new() };
+        let mut parts = Vec::with_capacity(cuts.len());
+        if let Some(first_cut) = cuts.first() {
+            let end = range.upto.replace(first_cut.clone());
+            let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
+            ends.push(end);
+            // A part can hold fewer keys than the cuts meant (they are
+            // placed on a coarser view of the keys), and its first call
+            // then returned mostly the next part's keys.
+            for (start, upto) in cuts.into_iter().zip(ends) {
+                let max_keys = limit(&start, upto.as_deref());
+                parts.push(Range { after: start, upto, pages: Vec::new(), state: State::Idle, max_keys });
+            }
+        }
+        range.max_keys = limit(&range.after, range.upto.as_deref());
+        for part in parts {
+            ranges.insert(part.after.clone(), part);
+        }
     }
     // A page that ran past its range's end holds every key from there to
     // its last: the first keys of the ranges that follow. Those not asking
@@ -393,11 +385,12 @@ fn take_page(
 /// sequential keys and 1.18-1.20M for 1M UUIDs; with this, 1.14-1.15M
 /// and 1.10M. The margin covers the estimate's noise; falling short costs one
 /// more call, never a key.
-fn page_limit(sample: &[&str], after: &str, upto: Option<&str>, page_size: Option<i32>) -> Option<i32> {
+fn page_limit(density: Option<&Density>, after: &str, upto: Option<&str>, page_size: Option<i32>) -> Option<i32> {
     let page = f64::from(page_size.unwrap_or(S3_PAGE));
-    let expected = keys_between(sample, after, upto?)?;
+    let expected = density?.keys_between(after, upto?)?;
     let limit = (expected * LIMIT_MARGIN + LIMIT_SLACK).ceil();
-    // Saturating: a NaN or a huge estimate gives no limit.
+    // `limit < page` is false for a NaN or a huge estimate (no limit), so
+    // the cast below never saturates.
     (limit < page).then_some(limit as i32).filter(|n| *n > 0)
 }
 
@@ -409,13 +402,15 @@ mod tests {
     fn a_page_limit_only_where_fewer_keys_than_a_page_are_left() {
         let keys: Vec<String> = (0..10_000).map(|i| format!("csvs/f{i:07}.csv")).collect();
         let sample: Vec<&str> = keys[..1000].iter().map(String::as_str).collect();
-        let limit = page_limit(&sample, &keys[999], Some(&keys[1_299]), None).expect("a limit");
+        let density = Density::of(&sample);
+        let density = density.as_ref();
+        let limit = page_limit(density, &keys[999], Some(&keys[1_299]), None).expect("a limit");
         assert!((300..=400).contains(&limit), "{limit}");
-        assert_eq!(page_limit(&sample, &keys[999], Some(&keys[5_000]), None), None);
-        assert_eq!(page_limit(&sample, &keys[999], None, None), None);
+        assert_eq!(page_limit(density, &keys[999], Some(&keys[5_000]), None), None);
+        assert_eq!(page_limit(density, &keys[999], None, None), None);
         // Never above the listing's own page size.
-        assert_eq!(page_limit(&sample, &keys[999], Some(&keys[1_299]), Some(100)), None);
-        let small = page_limit(&sample, &keys[999], Some(&keys[1_049]), Some(100)).expect("a limit");
+        assert_eq!(page_limit(density, &keys[999], Some(&keys[1_299]), Some(100)), None);
+        let small = page_limit(density, &keys[999], Some(&keys[1_049]), Some(100)).expect("a limit");
         assert!((50..100).contains(&small), "{small}");
     }
 }
