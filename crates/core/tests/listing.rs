@@ -94,7 +94,7 @@ async fn sequential_keys_in_order_without_many_wasted_calls() {
 
 /// S3 cannot end a page at a range's end, so a range's last call asks for
 /// about the keys left in it: with full pages every time, 30,000 keys made
-/// the server send 34,800-36,100 objects here; with the limit 31,972 (UUIDs) and 32,660 (sequential),
+/// the server send 34,800-36,100 objects here; with the limit 31,900-32,700,
 /// of which 1,000 are the first look for folders.
 #[tokio::test]
 async fn ranges_ask_for_no_more_keys_than_they_hold() {
