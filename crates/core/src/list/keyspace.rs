@@ -1,16 +1,20 @@
 //! Where to cut a key range so that its parts hold about the same number of
-//! keys, judged from one page of keys already listed.
+//! keys, and how many keys lie between two bounds, judged from one page of
+//! keys already listed.
 //!
 //! S3 says nothing about how keys are spread, so the page just listed is the
-//! sample. Keys are read as numbers: the characters after a base prefix are
-//! digits, each position counting in the characters the sample used there
-//! and at every position where its keys differ (so decimal counters and hex
-//! UUIDs are not spread over all of Unicode, nor a counter over ".csv"'s
-//! letters), and the
-//! stretch of that number line the sample's keys took is taken as the
-//! width of one page. Cuts are placed a few such widths apart. When the
-//! cuts would leave the keys that share the sample's common prefix, the
-//! base is shortened a character at a time: further reach, coarser view.
+//! sample. Keys are read as numbers: the characters past a shared prefix
+//! are digits, each position counting in the characters the sample used
+//! there and at every position where its keys differ (so decimal counters
+//! and hex UUIDs are not spread over all of Unicode, nor a counter over
+//! ".csv"'s letters), and the stretch of that number line the sample's keys
+//! took is the width of one page. The page's characters are gathered once
+//! ([`Sample`]); each estimate and each try at cutting then reads only the
+//! positions it needs.
+//!
+//! Cuts are placed a few page widths apart. When they would leave the keys
+//! that share the sample's common prefix, the base is shortened a
+//! character at a time: further reach, coarser view.
 //!
 //! A cut is only a hint: any key strictly inside the range keeps the parts
 //! disjoint and complete, and every cut is checked against the real bounds
@@ -25,22 +29,6 @@ const MAX_SHORTENING: usize = 12;
 /// Positions are kept below 2^120 so that sums and products of a few stay
 /// inside u128.
 const POSITION_BITS: u32 = 120;
-
-/// A key's place on the number line of one base: the characters after the
-/// base are digits of a mixed-radix number, each position counting in the
-/// characters the sample used there plus those of every position where
-/// the sample's keys differ (its "digits": a counter's next values, UUIDs'
-/// other hex). One alphabet for every position put ".csv"'s letters among
-/// a counter's digits: cuts fell where no key could be, and their parts'
-/// first calls returned only the next parts' keys (a sixth of the calls
-/// for 1M sequential keys).
-struct Line<'a> {
-    base: &'a str,
-    /// Per position, sorted; digit 0 means "the key ends here", digit d is
-    /// alphabet[d-1].
-    places: Vec<Vec<char>>,
-    top: u128,
-}
 
 /// The characters seen at one position: ASCII (nearly every key) in a
 /// bitmap, the rest in an ordered set.
@@ -68,49 +56,243 @@ impl Seen {
         self.other.extend(other.other.iter().copied());
     }
 
-    /// In order: every ASCII character sorts below every other.
-    fn alphabet(&self) -> Vec<char> {
-        (0u8..128).filter(|b| self.ascii & (1 << b) != 0).map(char::from).chain(self.other.iter().copied()).collect()
+    /// These characters and `more`'s, in order: every ASCII character
+    /// sorts below every other.
+    fn alphabet_with(&self, more: &Seen) -> Vec<char> {
+        let ascii = self.ascii | more.ascii;
+        (0u8..128)
+            .filter(|b| ascii & (1 << b) != 0)
+            .map(char::from)
+            .chain(self.other.union(&more.other).copied())
+            .collect()
     }
 }
 
-impl<'a> Line<'a> {
-    fn new<'k>(base: &'a str, sample: impl Iterator<Item = &'k str>) -> Option<Self> {
-        let mut columns: Vec<Seen> = Vec::new();
-        for rest in sample.filter_map(|key| key.strip_prefix(base)) {
-            if rest.is_ascii() {
-                if columns.len() < rest.len() {
-                    columns.resize(rest.len(), Seen::default());
+/// One page of keys, in key order, gathered once: the characters each
+/// position holds. It answers where to cut the rest of the page's range
+/// ([`Sample::cut_points`]) and how many keys lie between two bounds
+/// ([`Sample::keys_between`]).
+pub(super) struct Sample {
+    first: String,
+    last: String,
+    keys: usize,
+    /// The characters the keys use at each character position.
+    columns: Vec<Seen>,
+    /// The characters of every position where the keys differ: the digits
+    /// they count in. Positions inside the prefix every key shares show
+    /// one character, so this is the same whatever the base.
+    digits: Seen,
+    /// The shortest key's length in characters: it ends before every
+    /// later position.
+    shortest: usize,
+    /// Past the last position where some key holds a character other than
+    /// ASCII, if any.
+    ascii_from: usize,
+}
+
+impl Sample {
+    /// `None` when the keys cannot say: fewer than two distinct ones.
+    pub(super) fn of<'k>(keys: impl IntoIterator<Item = &'k str>) -> Option<Self> {
+        let (mut first, mut last, mut count) = (None, None, 0usize);
+        let (mut columns, mut shortest, mut ascii_from) = (Vec::<Seen>::new(), usize::MAX, 0);
+        for key in keys {
+            first.get_or_insert(key);
+            last = Some(key);
+            count += 1;
+            if key.is_ascii() {
+                let bytes = key.as_bytes();
+                if columns.len() < bytes.len() {
+                    columns.resize(bytes.len(), Seen::default());
                 }
-                for (column, b) in columns.iter_mut().zip(rest.bytes()) {
+                shortest = shortest.min(bytes.len());
+                for (column, &b) in columns.iter_mut().zip(bytes) {
                     column.ascii |= 1 << b;
                 }
             } else {
-                for (i, c) in rest.chars().enumerate() {
+                let mut length = 0;
+                for (i, c) in key.chars().enumerate() {
                     if columns.len() <= i {
                         columns.push(Seen::default());
                     }
                     columns[i].add(c);
+                    if !c.is_ascii() {
+                        ascii_from = ascii_from.max(i + 1);
+                    }
+                    length = i + 1;
                 }
+                shortest = shortest.min(length);
             }
+        }
+        let (first, last) = (first?, last?);
+        if first >= last {
+            return None;
         }
         let mut digits = Seen::default();
         for column in columns.iter().filter(|c| c.count() >= 2) {
             digits.union(column);
         }
+        Some(Self {
+            first: first.to_owned(),
+            last: last.to_owned(),
+            keys: count,
+            columns,
+            digits,
+            shortest,
+            ascii_from,
+        })
+    }
+
+    /// The number line past `base`, a prefix every sample key shares.
+    fn line<'s>(&'s self, base: &'s str) -> Option<Line<'s>> {
         let (mut places, mut top) = (Vec::new(), 1u128);
-        for mut column in columns {
-            column.union(&digits);
-            let alphabet = column.alphabet();
+        for column in self.columns.iter().skip(base.chars().count()) {
+            let alphabet = column.alphabet_with(&self.digits);
             let Some(next) = top.checked_mul(alphabet.len() as u128 + 1).filter(|t| *t < 1 << POSITION_BITS) else {
                 break;
             };
             top = next;
             places.push(alphabet);
         }
-        (top >= 2).then_some(Self { base, places, top })
+        (top >= 2).then_some(Line { base, places, top })
     }
 
+    /// Up to `count` cut points strictly between the sample's last key and
+    /// `upto` (the range's inclusive end; `None` when it runs to the end of
+    /// the listing), increasing: for an open range each `pages_per_range`
+    /// sample widths after the one before, for a bounded one evenly spread.
+    /// Empty when the range is too short to be worth cutting.
+    pub(super) fn cut_points(&self, upto: Option<&str>, pages_per_range: u128, count: usize) -> Cuts {
+        let mut best = Cuts { points: Vec::new(), guessed: false };
+        if count == 0 {
+            return best;
+        }
+        let shared = common_prefix(&self.first, &self.last);
+        let mut base = shared;
+        for _ in 0..=MAX_SHORTENING {
+            if let Some(line) = self.line(base) {
+                let points = cuts_on(&line, &self.first, &self.last, upto, pages_per_range, count);
+                if points.len() > best.points.len() {
+                    let guessed = base.len() < shared.len() && upto.is_some_and(|u| !u.starts_with(base));
+                    best = Cuts { points, guessed };
+                }
+            }
+            // Shortening past `upto`'s own prefix cannot place cuts anywhere new.
+            if best.points.len() >= count || base.is_empty() || upto.is_some_and(|u| u.starts_with(base)) {
+                break;
+            }
+            let cut = base.char_indices().last().map_or(0, |(i, _)| i);
+            base = &base[..cut];
+        }
+        best
+    }
+
+    /// About how many keys lie after `after` and up to `upto`, at the
+    /// sample's density. `None` when `upto` is not past `after`, or where
+    /// characters other than ASCII follow the part the sample and both
+    /// bounds share.
+    ///
+    /// Unlike the cuts' line, only a position where some key or bound ends
+    /// has an "ends here" digit, and the bounds' own characters count:
+    /// counts of flat sequential and random keys come out nearly exact. (A
+    /// single alphabet for every position, as the cuts first had, put them
+    /// off by 0.4-2.8x.)
+    pub(super) fn keys_between(&self, after: &str, upto: &str) -> Option<f64> {
+        if upto <= after {
+            return None;
+        }
+        let (first, last) = (self.first.as_str(), self.last.as_str());
+        // Every sample key lies between `first` and `last`, so shares their
+        // prefix. It ends on a character boundary of all four.
+        let shared = [last, after, upto].iter().fold(first.len(), |n, k| n.min(common_prefix(first, k).len()));
+        let skip = first[..shared].chars().count();
+        let [first, last, after, upto] = [first, last, after, upto].map(|k| &k.as_bytes()[shared..]);
+        // Past the shared part the sample is ASCII, so `first` and `last` are.
+        if self.ascii_from > skip || !after.is_ascii() || !upto.is_ascii() {
+            return None;
+        }
+        let longest = self.columns.len().saturating_sub(skip).max(after.len()).max(upto.len());
+        // The bounds may hold characters the sample never showed at a place
+        // (a page of a counter shows one value of its higher digits, a page
+        // of UUIDs a few of its first): every place counts in the characters
+        // the sample's varying places use, or '0' to '4' would be one step.
+        let mut places: Vec<Place> = Vec::new();
+        let mut scale = 1u128;
+        for offset in 0..longest {
+            let mut used = self.digits.ascii | self.columns.get(skip + offset).map_or(0, |c| c.ascii);
+            let mut ends = self.shortest <= skip + offset;
+            for bound in [after, upto] {
+                match bound.get(offset) {
+                    Some(&b) => used |= 1 << b,
+                    None => ends = true,
+                }
+            }
+            let place = Place { offset, used, ends, radix: u128::from(used.count_ones()) + u128::from(ends) };
+            if place.radix < 2 {
+                continue;
+            }
+            let Some(next) = scale.checked_mul(place.radix).filter(|s| *s < 1 << POSITION_BITS) else { break };
+            scale = next;
+            places.push(place);
+        }
+        let position = |key: &[u8]| places.iter().fold(0u128, |value, place| value * place.radix + place.digit(key));
+        let distance = |a: &[u8], b: &[u8]| Some(position(b).checked_sub(position(a))? as f64);
+        let width = distance(first, last).filter(|w| *w > 0.0)?;
+        let span = distance(after, upto).unwrap_or(0.0);
+        Some(span / width * (self.keys - 1) as f64)
+    }
+}
+
+/// Where [`Sample::cut_points`] would cut a range.
+pub(super) struct Cuts {
+    pub points: Vec<String>,
+    /// Set when the points stretch over characters the sample holds
+    /// still (its shared prefix, shortened) towards the end of a line the
+    /// range's end is not on: a folder's range, whose keys may stop
+    /// anywhere before the next folder. One page cannot tell a counter
+    /// about to carry (`part-0999…` then `part-1000…`) from a folder whose
+    /// keys stop at `part-0999…`; in the listing bench's dated keys, parts
+    /// cut past a folder's keys made 60 calls that each returned a page of
+    /// the next folders' keys.
+    pub guessed: bool,
+}
+
+/// One character position of [`Sample::keys_between`]'s mixed-radix
+/// number, counted from the end of the shared prefix.
+struct Place {
+    offset: usize,
+    /// The ASCII characters used there.
+    used: u128,
+    /// Set when some key ends before it: "ends here" is its digit 0.
+    ends: bool,
+    radix: u128,
+}
+
+impl Place {
+    fn digit(&self, rest: &[u8]) -> u128 {
+        match rest.get(self.offset) {
+            // Characters below `b` among those used, after "ends here".
+            Some(&b) => u128::from((self.used & ((1u128 << b) - 1)).count_ones()) + u128::from(self.ends),
+            None => 0,
+        }
+    }
+}
+
+/// The cuts' number line past one base: the characters after the base are
+/// digits of a mixed-radix number, each position counting in the
+/// characters the sample used there plus its digits, with "ends here" as
+/// every position's digit 0 (so a cut may stop short). One alphabet for
+/// every position put ".csv"'s letters among a counter's digits: cuts fell
+/// where no key could be, and for 1M sequential keys about a tenth of the
+/// calls went to parts that held no key.
+struct Line<'a> {
+    base: &'a str,
+    /// Per position, sorted; digit 0 means "the key ends here", digit d is
+    /// alphabet[d-1].
+    places: Vec<Vec<char>>,
+    top: u128,
+}
+
+impl Line<'_> {
     fn digit(alphabet: &[char], c: char) -> u128 {
         // The largest alphabet character not above `c`; characters below
         // them all count as the smallest. Either way order is kept.
@@ -156,163 +338,6 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
     &a[..end]
 }
 
-/// Up to `count` cut points strictly between the sample's last key and
-/// `upto` (the range's inclusive end; `None` when it runs to the end of the
-/// listing), increasing: for an open range each `pages_per_range` sample
-/// widths after the one before, for a bounded one evenly spread. `sample`
-/// is one page of keys in key order. Empty when the range is too short to
-/// be worth cutting.
-pub(super) fn cut_points(sample: &[&str], upto: Option<&str>, pages_per_range: u128, count: usize) -> Vec<String> {
-    let (Some(&first), Some(&last)) = (sample.first(), sample.last()) else { return Vec::new() };
-    if count == 0 || first >= last {
-        return Vec::new();
-    }
-    let mut base = common_prefix(first, last);
-    let mut best = Vec::new();
-    for _ in 0..=MAX_SHORTENING {
-        if let Some(line) = Line::new(base, sample.iter().copied()) {
-            let cuts = cuts_on(&line, first, last, upto, pages_per_range, count);
-            if cuts.len() > best.len() {
-                best = cuts;
-            }
-        }
-        // Shortening past `upto`'s own prefix cannot place cuts anywhere new.
-        if best.len() >= count || base.is_empty() || upto.is_some_and(|u| u.starts_with(base)) {
-            break;
-        }
-        let cut = base.char_indices().last().map_or(0, |(i, _)| i);
-        base = &base[..cut];
-    }
-    best
-}
-
-/// How densely one page's keys (`sample`, in key order) sit, gathered once
-/// so that the many estimates a page answers (its range's end and every
-/// part cut from it) each cost a pass over the characters of two bounds,
-/// not over the page again.
-///
-/// Each position counts in the characters the sample and both bounds use
-/// there, plus the sample's digits, and only a position where some key or
-/// bound ends has an "ends here" digit: counts of flat sequential and
-/// random keys come out nearly exact. (A single alphabet for every
-/// position, as the cuts first had, put them off by 0.4-2.8x.)
-pub(super) struct Density {
-    first: String,
-    last: String,
-    keys: usize,
-    /// The ASCII characters the sample's keys use at each byte position.
-    used: Vec<u128>,
-    /// The characters of every position where the keys differ: the digits
-    /// the keys count in (see [`Density::keys_between`]).
-    digits: u128,
-    /// The sample's shortest key: it ends before every later position.
-    shortest: usize,
-    /// Past the last non-ASCII byte in the sample, if any.
-    ascii_from: usize,
-}
-
-impl Density {
-    /// `None` when the sample cannot say: fewer than two distinct keys.
-    pub(super) fn of(sample: &[&str]) -> Option<Self> {
-        let (&first, &last) = (sample.first()?, sample.last()?);
-        if first >= last {
-            return None;
-        }
-        let (mut used, mut shortest, mut ascii_from) = (Vec::new(), usize::MAX, 0);
-        for key in sample {
-            let bytes = key.as_bytes();
-            if used.len() < bytes.len() {
-                used.resize(bytes.len(), 0u128);
-            }
-            shortest = shortest.min(bytes.len());
-            for (column, &b) in bytes.iter().enumerate() {
-                if b.is_ascii() {
-                    used[column] |= 1 << b;
-                } else {
-                    ascii_from = ascii_from.max(column + 1);
-                }
-            }
-        }
-        // Positions inside the prefix every key shares show one character.
-        let digits = used.iter().filter(|set| set.count_ones() >= 2).fold(0, |all, set| all | set);
-        Some(Self {
-            first: first.to_owned(),
-            last: last.to_owned(),
-            keys: sample.len(),
-            used,
-            digits,
-            shortest,
-            ascii_from,
-        })
-    }
-
-    /// About how many keys lie after `after` and up to `upto`, at the
-    /// sample's density. `None` when `upto` is not past `after`, or where
-    /// characters other than ASCII follow the part the sample and both
-    /// bounds share.
-    pub(super) fn keys_between(&self, after: &str, upto: &str) -> Option<f64> {
-        if upto <= after {
-            return None;
-        }
-        let (first, last) = (self.first.as_str(), self.last.as_str());
-        // Every sample key lies between `first` and `last`, so shares their prefix.
-        let shared = [last, after, upto].iter().fold(first.len(), |n, k| n.min(common_prefix(first, k).len()));
-        let (after, upto) = (after.as_bytes(), upto.as_bytes());
-        if self.ascii_from > shared || !after[shared..].is_ascii() || !upto[shared..].is_ascii() {
-            return None;
-        }
-        let longest = self.used.len().max(after.len()).max(upto.len());
-        // The bounds may hold characters the sample never showed at a place
-        // (a page of a counter shows one value of its higher digits, a page
-        // of UUIDs a few of its first): every place counts in the characters
-        // the sample's varying places use, or '0' to '4' would be one step.
-        let mut places: Vec<Place> = Vec::new();
-        let mut scale = 1u128;
-        for column in shared..longest {
-            let mut used = self.digits | self.used.get(column).copied().unwrap_or(0);
-            let mut ends = self.shortest <= column;
-            for bound in [after, upto] {
-                match bound.get(column) {
-                    Some(&b) => used |= 1 << b,
-                    None => ends = true,
-                }
-            }
-            let place = Place { column, used, ends, radix: u128::from(used.count_ones()) + u128::from(ends) };
-            if place.radix < 2 {
-                continue;
-            }
-            let Some(next) = scale.checked_mul(place.radix).filter(|s| *s < 1 << POSITION_BITS) else { break };
-            scale = next;
-            places.push(place);
-        }
-        let position = |key: &[u8]| places.iter().fold(0u128, |value, place| value * place.radix + place.digit(key));
-        let distance = |a: &[u8], b: &[u8]| Some(position(b).checked_sub(position(a))? as f64);
-        let width = distance(first.as_bytes(), last.as_bytes()).filter(|w| *w > 0.0)?;
-        let span = distance(after, upto).unwrap_or(0.0);
-        Some(span / width * (self.keys - 1) as f64)
-    }
-}
-
-/// One character position of [`Density::keys_between`]'s mixed-radix number.
-struct Place {
-    column: usize,
-    /// The ASCII characters used there.
-    used: u128,
-    /// Set when some key ends before it: "ends here" is its digit 0.
-    ends: bool,
-    radix: u128,
-}
-
-impl Place {
-    fn digit(&self, key: &[u8]) -> u128 {
-        match key.get(self.column) {
-            // Characters below `b` among those used, after "ends here".
-            Some(&b) => u128::from((self.used & ((1u128 << b) - 1)).count_ones()) + u128::from(self.ends),
-            None => 0,
-        }
-    }
-}
-
 fn cuts_on(line: &Line<'_>, first: &str, last: &str, upto: Option<&str>, pages: u128, count: usize) -> Vec<String> {
     let start = line.position(last);
     let end = upto.map_or(line.top, |u| line.position(u));
@@ -347,6 +372,10 @@ fn cuts_on(line: &Line<'_>, first: &str, last: &str, upto: Option<&str>, pages: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cut_points(sample: &[&str], upto: Option<&str>, pages: u128, count: usize) -> Vec<String> {
+        Sample::of(sample.iter().copied()).map_or_else(Vec::new, |s| s.cut_points(upto, pages, count).points)
+    }
 
     fn assert_inside(last: &str, upto: Option<&str>, cuts: &[String]) {
         let mut below = last.to_owned();
@@ -424,6 +453,23 @@ mod tests {
         }
     }
 
+    /// A folder's range ends at the next folder: cuts that reach past the
+    /// sample's shared prefix guess where its keys stop. Cuts towards a
+    /// bound on their own line, or along an open range, do not.
+    #[test]
+    fn cuts_past_a_folders_sample_are_guesses() {
+        let day: Vec<String> = (0..3_000).map(|i| format!("csvs/2026/01/01/part-{:07}.csv", i * 360)).collect();
+        let sample = Sample::of(day[..1000].iter().map(String::as_str)).expect("a sample");
+        let cuts = sample.cut_points(Some("csvs/2026/01/02/"), 4, 16);
+        assert!(!cuts.points.is_empty() && cuts.guessed, "{:?}", cuts.points);
+        let flat = s3mm_test_support::shapes::sequential(100_000);
+        let sample = Sample::of(flat[..1000].iter().map(String::as_str)).expect("a sample");
+        for upto in [None, Some(flat[20_000].as_str())] {
+            let cuts = sample.cut_points(upto, 4, 16);
+            assert!(!cuts.points.is_empty() && !cuts.guessed, "{upto:?}: {:?}", cuts.points);
+        }
+    }
+
     #[test]
     fn nothing_to_cut_when_the_range_is_short_or_the_sample_flat() {
         assert!(cut_points(&["a/x1", "a/x2"], Some("a/x3"), 4, 8).is_empty());
@@ -451,7 +497,7 @@ mod tests {
             .map(|&(start, ahead)| {
                 let sample = refs(&all[start..start + 1000]);
                 let last = start + 999;
-                let density = Density::of(&sample).expect("a density");
+                let density = Sample::of(sample).expect("a sample");
                 let estimate = density.keys_between(&all[last], &all[last + ahead]).expect("estimate");
                 estimate / ahead as f64
             })
@@ -472,23 +518,25 @@ mod tests {
         uuids.sort();
         let ratios = estimate_ratios(&uuids, &[(2_000, 300), (2_000, 38_000), (50_000, 700), (70_000, 5_000)]);
         assert!(ratios.iter().all(|r| (0.75..=1.33).contains(r)), "{ratios:?}");
-        assert!(Density::of(&["k", "k"]).is_none());
-        assert!(Density::of(&[]).is_none());
-        let density = Density::of(&["k1", "k2"]).expect("a density");
+        assert!(Sample::of(["k", "k"]).is_none());
+        assert!(Sample::of(std::iter::empty()).is_none());
+        let density = Sample::of(["k1", "k2"]).expect("a sample");
         assert_eq!(density.keys_between("k5", "k3"), None);
         // Past the shared part only ASCII is counted.
         assert_eq!(density.keys_between("k2", "kü"), None);
-        assert!(Density::of(&["kü1", "kü2"]).expect("a density").keys_between("kü2", "kü9").is_some());
+        assert!(Sample::of(["kü1", "kü2"]).expect("a sample").keys_between("kü2", "kü9").is_some());
     }
 
     #[test]
     fn positions_follow_key_order_and_round_trip() {
         let keys = ["", "a", "a ", "a0", "a~", "b", "~"];
-        let line = Line::new("", keys.iter().copied()).expect("line");
+        let sample = Sample::of(keys).expect("a sample");
+        let line = sample.line("").expect("line");
         for pair in keys.windows(2) {
             assert!(line.position(pair[0]) < line.position(pair[1]), "{pair:?}");
         }
-        let line = Line::new("p/", ["p/abc", "p/b"].into_iter()).expect("line");
+        let sample = Sample::of(["p/abc", "p/b"]).expect("a sample");
+        let line = sample.line("p/").expect("line");
         assert_eq!(line.position("a/zzz"), 0);
         assert_eq!(line.position("q"), line.top);
         assert_eq!(line.key_at(line.position("p/abc")), "p/abc");

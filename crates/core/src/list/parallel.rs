@@ -10,7 +10,9 @@
 //! sample predicts to be a few pages apart
 //! (`keyspace.rs`), and every part is listed from its own `StartAfter`.
 //! Flat sequential keys, UUIDs and date folders all spread this way within
-//! a few round trips, with no need to know their shape.
+//! a few round trips, with no need to know their shape. A folder's range
+//! ends at the next folder, so one page cannot say where its keys stop:
+//! there, fewer parts are cut and each first asks for a few keys.
 //!
 //! Order and memory: ranges are kept in key order and calls go to the
 //! leftmost ranges first; keys are handed on only from the leftmost range,
@@ -23,7 +25,7 @@
 //! pages keep arriving (and parse on every core) while the consumer works;
 //! the consumer's pace bounds it through a small channel.
 
-use super::keyspace::{Density, cut_points};
+use super::keyspace::{Cuts, Sample};
 use super::{From, ListOptions, ObjectSummary, Page, call, decode_listed, fetch_page, list_objects};
 use crate::error::ListError;
 use aws_sdk_s3::Client;
@@ -59,6 +61,12 @@ const S3_PAGE: i32 = 1000;
 /// left, plus [`LIMIT_SLACK`].
 const LIMIT_MARGIN: f64 = 1.2;
 const LIMIT_SLACK: f64 = 16.0;
+/// The first call of a part whose keys may not exist (see
+/// [`Cuts::guessed`]) asks for this many.
+const PROBE_KEYS: i32 = 100;
+/// At most this many cuts where they guess how far keys reach: each part
+/// past the keys costs a call.
+const GUESSED_CUTS: usize = 4;
 /// Folder levels looked at before listing starts.
 const SEED_DEPTH: usize = 4;
 /// Folders to start with, per call in flight. Enough that 360 date folders
@@ -91,6 +99,9 @@ struct Range {
     /// The next call's page size, when fewer keys than a page are expected
     /// to be left (see [`page_limit`]).
     max_keys: Option<i32>,
+    /// Set when `upto` is a cut that guessed where keys stop (see
+    /// [`Cuts::guessed`]): cuts inside such a range guess too.
+    guessed_end: bool,
 }
 
 struct Shared {
@@ -148,7 +159,11 @@ async fn drive(shared: Arc<Shared>, parallelism: usize, tx: mpsc::Sender<Chunk>)
         .zip(ends)
         .map(|(id, upto)| {
             let after = if id.is_empty() { start_after.clone() } else { id.clone() };
-            (id, Range { after, upto, pages: Vec::new(), state: State::Idle, max_keys: None })
+            // Keys before the first folder are only the files beside the
+            // folders, often none: its first call asks for a few, not a
+            // page of the first folder's keys.
+            let max_keys = (id.is_empty() && upto.is_some()).then(|| probe_keys(&shared.options));
+            (id, Range { after, upto, pages: Vec::new(), state: State::Idle, max_keys, guessed_end: false })
         })
         .collect();
     // Dropped on every way out, which aborts the calls still in flight.
@@ -313,25 +328,46 @@ fn take_page(
         } else {
             0
         };
-        // This page's keys: the range goes on past them (not past_end).
-        let sample: Vec<&str> =
-            range.pages.last().map(|page| page.iter().map(|o| o.key.as_str()).collect()).unwrap_or_default();
-        let density = Density::of(&sample);
+        // This page's keys (the range goes on past them: not past_end) say
+        // where to cut and how many keys a bounded range has left; an open
+        // range with nothing to cut needs neither.
+        let sample = if wanted > 0 || range.upto.is_some() {
+            range.pages.last().and_then(|page| Sample::of(page.iter().map(|o| o.key.as_str())))
+        } else {
+            None
+        };
         let limit =
-            |after: &str, upto: Option<&str>| page_limit(density.as_ref(), after, upto, shared.options.page_size);
-        let cuts =
-            if wanted > 0 { cut_points(&sample, range.upto.as_deref(), PAGES_PER_RANGE, wanted) } else { Vec::new() };
+            |after: &str, upto: Option<&str>| page_limit(sample.as_ref(), after, upto, shared.options.page_size);
+        let cut = |count: usize| match &sample {
+            Some(sample) if count > 0 => sample.cut_points(range.upto.as_deref(), PAGES_PER_RANGE, count),
+            _ => Cuts { points: Vec::new(), guessed: false },
+        };
+        let mut cuts = cut(wanted);
+        let guessed = cuts.guessed || range.guessed_end;
+        if guessed && cuts.points.len() > GUESSED_CUTS {
+            cuts = cut(GUESSED_CUTS);
+        }
+        let cuts = cuts.points;
         let mut parts = Vec::with_capacity(cuts.len());
         if let Some(first_cut) = cuts.first() {
+            range.guessed_end = guessed;
             let end = range.upto.replace(first_cut.clone());
             let mut ends: Vec<Option<String>> = cuts.iter().skip(1).cloned().map(Some).collect();
             ends.push(end);
-            // A part can hold fewer keys than the cuts meant (they are
-            // placed on a coarser view of the keys), and its first call
-            // then returned mostly the next part's keys.
+            // A part can hold fewer keys than the cuts meant (the cuts'
+            // line and the estimate's differ in their "ends here" digits
+            // and the bounds' characters), and a full first page from it
+            // was mostly the next part's keys: its first call asks for the
+            // keys expected. Where the cuts guessed how far keys reach, it
+            // asks for a few: a part with none then costs a few of the next
+            // parts' keys, not a page, and one with keys asks for pages
+            // from its second call on.
             for (start, upto) in cuts.into_iter().zip(ends) {
                 let max_keys = limit(&start, upto.as_deref());
-                parts.push(Range { after: start, upto, pages: Vec::new(), state: State::Idle, max_keys });
+                let probe = probe_keys(&shared.options);
+                let max_keys = if guessed { Some(max_keys.map_or(probe, |n| n.min(probe))) } else { max_keys };
+                let state = State::Idle;
+                parts.push(Range { after: start, upto, pages: Vec::new(), state, max_keys, guessed_end: guessed });
             }
         }
         range.max_keys = limit(&range.after, range.upto.as_deref());
@@ -377,6 +413,11 @@ fn take_page(
     Ok(held)
 }
 
+/// The page size of a call to a range that may hold no keys.
+fn probe_keys(options: &ListOptions) -> i32 {
+    PROBE_KEYS.min(options.page_size.unwrap_or(S3_PAGE))
+}
+
 /// The page size for a range's next call when the keys left in it, at
 /// the density of the page just listed (`sample`), are fewer than a page:
 /// S3 cannot stop a page at the range's end, and a full page from a
@@ -385,9 +426,9 @@ fn take_page(
 /// sequential keys and 1.18-1.20M for 1M UUIDs; with this, 1.14-1.15M
 /// and 1.10M. The margin covers the estimate's noise; falling short costs one
 /// more call, never a key.
-fn page_limit(density: Option<&Density>, after: &str, upto: Option<&str>, page_size: Option<i32>) -> Option<i32> {
+fn page_limit(sample: Option<&Sample>, after: &str, upto: Option<&str>, page_size: Option<i32>) -> Option<i32> {
     let page = f64::from(page_size.unwrap_or(S3_PAGE));
-    let expected = density?.keys_between(after, upto?)?;
+    let expected = sample?.keys_between(after, upto?)?;
     let limit = (expected * LIMIT_MARGIN + LIMIT_SLACK).ceil();
     // `limit < page` is false for a NaN or a huge estimate (no limit), so
     // the cast below never saturates.
@@ -401,9 +442,8 @@ mod tests {
     #[test]
     fn a_page_limit_only_where_fewer_keys_than_a_page_are_left() {
         let keys: Vec<String> = (0..10_000).map(|i| format!("csvs/f{i:07}.csv")).collect();
-        let sample: Vec<&str> = keys[..1000].iter().map(String::as_str).collect();
-        let density = Density::of(&sample);
-        let density = density.as_ref();
+        let sample = Sample::of(keys[..1000].iter().map(String::as_str));
+        let density = sample.as_ref();
         let limit = page_limit(density, &keys[999], Some(&keys[1_299]), None).expect("a limit");
         assert!((300..=400).contains(&limit), "{limit}");
         assert_eq!(page_limit(density, &keys[999], Some(&keys[5_000]), None), None);

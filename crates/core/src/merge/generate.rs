@@ -1,7 +1,7 @@
 //! Step 1, the batch-generator: lists the source and writes one manifest per
 //! batch while the listing goes on.
 
-use super::documents::{BatchItem, GenerateOutput, Manifest, RunInfo, put_json};
+use super::documents::{BatchItem, GenerateOutput, Manifest, RunInfo, put_compact_json, put_json};
 use super::incremental::{self, IncrementalRun};
 use super::layout::{batches_key, manifest_key, map_results_prefix, output_key, run_info_key};
 use super::request::MergeRequest;
@@ -150,7 +150,7 @@ async fn list_and_write(
         // Manifests go out while the listing goes on, so memory holds at
         // most the manifests in flight, whatever the number of files.
         let (client, bucket, key) = (client.clone(), request.dest_bucket.clone(), item.manifest_key.clone());
-        writes.spawn(async move { put_json(&client, &bucket, &key, &manifest).await });
+        writes.spawn(async move { put_compact_json(&client, &bucket, &key, &manifest).await });
         count(&mut requests, "PutObject", 1);
         items.push(item);
         while writes.len() >= MANIFEST_WRITES_IN_FLIGHT {
@@ -172,7 +172,6 @@ async fn list_and_write(
     count(&mut requests, "ListObjectsV2", pages.load(Ordering::Relaxed));
     count(&mut requests, "PutObject", 2);
     let key = batches_key(&run_prefix);
-    put_json(client, &request.dest_bucket, &key, &items).await?;
     let total_batches = items.len() as u64;
     let info = RunInfo {
         run_id: request.run_id.clone(),
@@ -191,7 +190,13 @@ async fn list_and_write(
         finished_at_ms: now_ms(),
         requests,
     };
-    put_json(client, &request.dest_bucket, &run_info_key(&run_prefix), &info).await?;
+    // Both are read only after this step returns (the Map reads
+    // batches.json, the aggregate step run.json), so they go out together.
+    let info_key = run_info_key(&run_prefix);
+    futures::try_join!(
+        put_compact_json(client, &request.dest_bucket, &key, &items),
+        put_json(client, &request.dest_bucket, &info_key, &info),
+    )?;
     Ok(GenerateOutput {
         run_id: request.run_id.clone(),
         source_bucket: request.source_bucket.clone(),
