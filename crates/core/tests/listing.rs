@@ -115,7 +115,8 @@ async fn folders_cut_past_their_keys_cost_few_keys() {
     // Each folder's first page is read once more by the look for
     // subfolders, and its last call returns a page of the next folder's
     // keys: 20,000 over the keys. Parts cut past the folders' keys added
-    // 12,000-13,000 more; asking them for a few keys first, ~2,000.
+    // 12,000-13,000 more (62,000-63,000 in all); asking them for a few keys
+    // first, ~50,000 in all.
     assert!(listed <= 30_000 + 20_000 + 2_500, "{listed} objects sent for 30,000 keys");
 }
 

@@ -142,18 +142,25 @@ impl Sample {
         })
     }
 
-    /// The number line past `base`, a prefix every sample key shares.
-    fn line<'s>(&'s self, base: &'s str) -> Option<Line<'s>> {
-        let (mut places, mut top) = (Vec::new(), 1u128);
-        for column in self.columns.iter().skip(base.chars().count()) {
-            let alphabet = column.alphabet_with(&self.digits);
+    /// Each position's alphabet on the cuts' line: the characters used
+    /// there plus the digits. It does not depend on the base.
+    fn alphabets(&self) -> Vec<Vec<char>> {
+        self.columns.iter().map(|column| column.alphabet_with(&self.digits)).collect()
+    }
+
+    /// The number line past `base`, a prefix every sample key shares, on
+    /// [`Sample::alphabets`].
+    fn line<'s>(base: &'s str, alphabets: &'s [Vec<char>]) -> Option<Line<'s>> {
+        let places = alphabets.get(base.chars().count()..).unwrap_or_default();
+        let (mut used, mut top) = (0, 1u128);
+        for alphabet in places {
             let Some(next) = top.checked_mul(alphabet.len() as u128 + 1).filter(|t| *t < 1 << POSITION_BITS) else {
                 break;
             };
             top = next;
-            places.push(alphabet);
+            used += 1;
         }
-        (top >= 2).then_some(Line { base, places, top })
+        (top >= 2).then_some(Line { base, places: &places[..used], top })
     }
 
     /// Up to `count` cut points strictly between the sample's last key and
@@ -167,9 +174,10 @@ impl Sample {
             return best;
         }
         let shared = common_prefix(&self.first, &self.last);
+        let alphabets = self.alphabets();
         let mut base = shared;
         for _ in 0..=MAX_SHORTENING {
-            if let Some(line) = self.line(base) {
+            if let Some(line) = Self::line(base, &alphabets) {
                 let points = cuts_on(&line, &self.first, &self.last, upto, pages_per_range, count);
                 if points.len() > best.points.len() {
                     let guessed = base.len() < shared.len() && upto.is_some_and(|u| !u.starts_with(base));
@@ -288,7 +296,7 @@ struct Line<'a> {
     base: &'a str,
     /// Per position, sorted; digit 0 means "the key ends here", digit d is
     /// alphabet[d-1].
-    places: Vec<Vec<char>>,
+    places: &'a [Vec<char>],
     top: u128,
 }
 
@@ -315,13 +323,13 @@ impl Line<'_> {
     /// The key at `position`, cut at its first "ends here" digit.
     fn key_at(&self, mut position: u128) -> String {
         let mut digits = vec![0u128; self.places.len()];
-        for (digit, alphabet) in digits.iter_mut().zip(&self.places).rev() {
+        for (digit, alphabet) in digits.iter_mut().zip(self.places).rev() {
             let radix = alphabet.len() as u128 + 1;
             *digit = position % radix;
             position /= radix;
         }
         let mut key = String::from(self.base);
-        for (d, alphabet) in digits.into_iter().zip(&self.places) {
+        for (d, alphabet) in digits.into_iter().zip(self.places) {
             let Some(&c) = usize::try_from(d).ok().and_then(|d| d.checked_sub(1)).and_then(|i| alphabet.get(i)) else {
                 break;
             };
@@ -530,13 +538,13 @@ mod tests {
     #[test]
     fn positions_follow_key_order_and_round_trip() {
         let keys = ["", "a", "a ", "a0", "a~", "b", "~"];
-        let sample = Sample::of(keys).expect("a sample");
-        let line = sample.line("").expect("line");
+        let alphabets = Sample::of(keys).expect("a sample").alphabets();
+        let line = Sample::line("", &alphabets).expect("line");
         for pair in keys.windows(2) {
             assert!(line.position(pair[0]) < line.position(pair[1]), "{pair:?}");
         }
-        let sample = Sample::of(["p/abc", "p/b"]).expect("a sample");
-        let line = sample.line("p/").expect("line");
+        let alphabets = Sample::of(["p/abc", "p/b"]).expect("a sample").alphabets();
+        let line = Sample::line("p/", &alphabets).expect("line");
         assert_eq!(line.position("a/zzz"), 0);
         assert_eq!(line.position("q"), line.top);
         assert_eq!(line.key_at(line.position("p/abc")), "p/abc");
