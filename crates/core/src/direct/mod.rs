@@ -8,8 +8,9 @@
 //! plugins to a fresh config bag, resolving the endpoint and the auth
 //! scheme, the user-agent and clock-skew interceptors
 //! (docs/performance.md). Here that is done once per bucket, and each
-//! request is only signed (with `aws-sigv4`, the SDK's own signer) and sent
-//! on the SDK's own HTTP connector (its connection pool, TLS and timeouts).
+//! request is only signed (SigV4, composed in [`sigv4`] and computed by
+//! `aws-sigv4`, the SDK's own signer) and sent on the SDK's own HTTP
+//! connector (its connection pool, TLS and timeouts).
 //!
 //! How it stays the SDK's answer: the first request for a bucket is an SDK
 //! GetObject that an interceptor stops just before it would be sent; what
@@ -31,11 +32,6 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
-};
-use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnector, HttpConnectorSettings, SharedHttpConnector};
 use aws_smithy_runtime_api::client::identity::{Identity, ResolveCachedIdentity, SharedIdentityResolver};
@@ -52,6 +48,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::OnceCell;
+
+mod sigv4;
 
 /// How the SDK writes a key into a URL path: every byte but the unreserved
 /// ones and `/` percent-encoded (Smithy's greedy label). The signature
@@ -105,7 +103,9 @@ pub struct DirectCounts {
 struct Route {
     /// Scheme, authority and any path before the key, no trailing `/`.
     base: String,
-    region: String,
+    /// The path part of `base`: what the signature covers before the key.
+    base_path: String,
+    signer: sigv4::Signer,
     access_key_id: String,
     connector: SharedHttpConnector,
     /// The client's, with its identity cache.
@@ -230,8 +230,17 @@ impl Direct {
     ) -> Result<aws_smithy_runtime_api::client::orchestrator::HttpResponse, Fallback> {
         let route = self.route(bucket).await.ok_or(Fallback::NoRoute)?;
         let identity = self.identity(&route).await?;
-        let uri = format!("{}/{}", route.base, utf8_percent_encode(key, KEY_IN_PATH));
-        let request = signed_request(method, &uri, headers, &identity, &route.region)?;
+        let credentials =
+            identity.data::<Credentials>().ok_or(Fallback::Credentials("not SigV4 credentials".into()))?;
+        let encoded = utf8_percent_encode(key, KEY_IN_PATH).to_string();
+        let signed = route.signer.sign(
+            method,
+            &format!("{}/{encoded}", route.base_path),
+            headers,
+            credentials,
+            SystemTime::now(),
+        );
+        let request = signed_request(method, &format!("{}/{encoded}", route.base), headers, signed)?;
         let response = route.connector.call(request).await.map_err(|err| Fallback::Transport(err.to_string()))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) { Ok(response) } else { Err(Fallback::Status(status)) }
@@ -263,7 +272,7 @@ impl Direct {
             .await;
         let route = seen.lock().ok()?.take();
         match &route {
-            Some(route) => tracing::debug!(bucket, base = %route.base, region = %route.region, "direct route found"),
+            Some(route) => tracing::debug!(bucket, base = %route.base, signer = ?route.signer, "direct route found"),
             None => tracing::debug!(bucket, "no direct route: requests go through the SDK"),
         }
         route.map(Arc::new)
@@ -285,39 +294,25 @@ impl Direct {
     }
 }
 
-/// Signs a bodiless request as the SDK signs S3 requests: the path as sent
-/// (no second encoding, no normalisation), the payload hash in
-/// `x-amz-content-sha256`, a session token inside the signature.
+/// The request to send: the caller's headers and the signature's.
 fn signed_request(
     method: &str,
     uri: &str,
     headers: &[(&str, &str)],
-    identity: &Identity,
-    region: &str,
+    signed: sigv4::Signed,
 ) -> Result<HttpRequest, Fallback> {
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.session_token_mode = SessionTokenMode::Include;
-    let params = v4::SigningParams::builder()
-        .identity(identity)
-        .region(region)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .map_err(|err| Fallback::Signing(err.to_string()))?;
-    let signable = SignableRequest::new(method, uri, headers.iter().copied(), SignableBody::Bytes(&[]))
-        .map_err(|err| Fallback::Signing(err.to_string()))?;
-    let (instructions, _signature) =
-        sign(signable, &params.into()).map_err(|err| Fallback::Signing(err.to_string()))?.into_parts();
     let mut builder = http::Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let mut request = builder.body(SdkBody::empty()).map_err(|err| Fallback::Signing(err.to_string()))?;
-    instructions.apply_to_request_http1x(&mut request);
+    builder = builder
+        .header("x-amz-date", signed.amz_date)
+        .header("x-amz-content-sha256", signed.content_sha256)
+        .header("authorization", signed.authorization);
+    if let Some(token) = signed.security_token {
+        builder = builder.header("x-amz-security-token", token);
+    }
+    let request = builder.body(SdkBody::empty()).map_err(|err| Fallback::Signing(err.to_string()))?;
     HttpRequest::try_from(request).map_err(|err| Fallback::Signing(err.to_string()))
 }
 
@@ -390,7 +385,17 @@ impl Intercept for StopAndLook {
                 settings.set_read_timeout(timeouts.read_timeout());
             }
             let connector = client.http_connector(&settings.build(), runtime_components);
-            Some(Route { base, region, access_key_id, connector, components: runtime_components.clone(), resolver })
+            let signer = sigv4::Signer::new(&base, &region)?;
+            let base_path = base.parse::<http::Uri>().ok()?.path().trim_end_matches('/').to_owned();
+            Some(Route {
+                base,
+                base_path,
+                signer,
+                access_key_id,
+                connector,
+                components: runtime_components.clone(),
+                resolver,
+            })
         });
         if let Ok(mut seen) = self.0.lock() {
             *seen = route;
