@@ -34,7 +34,7 @@ use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnector, HttpConnectorSettings, SharedHttpConnector};
-use aws_smithy_runtime_api::client::identity::{Identity, ResolveCachedIdentity, SharedIdentityResolver};
+use aws_smithy_runtime_api::client::identity::{ResolveCachedIdentity, SharedIdentityResolver};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::GetIdentityResolver;
 use aws_smithy_types::body::SdkBody;
@@ -103,8 +103,6 @@ pub struct DirectCounts {
 struct Route {
     /// Scheme, authority and any path before the key, no trailing `/`.
     base: String,
-    /// The path part of `base`: what the signature covers before the key.
-    base_path: String,
     signer: sigv4::Signer,
     access_key_id: String,
     connector: SharedHttpConnector,
@@ -229,17 +227,9 @@ impl Direct {
         headers: &[(&str, &str)],
     ) -> Result<aws_smithy_runtime_api::client::orchestrator::HttpResponse, Fallback> {
         let route = self.route(bucket).await.ok_or(Fallback::NoRoute)?;
-        let identity = self.identity(&route).await?;
-        let credentials =
-            identity.data::<Credentials>().ok_or(Fallback::Credentials("not SigV4 credentials".into()))?;
+        let credentials = self.credentials(&route).await?;
         let encoded = utf8_percent_encode(key, KEY_IN_PATH).to_string();
-        let signed = route.signer.sign(
-            method,
-            &format!("{}/{encoded}", route.base_path),
-            headers,
-            credentials,
-            SystemTime::now(),
-        );
+        let signed = route.signer.sign(method, &encoded, headers, &credentials, SystemTime::now());
         let request = signed_request(method, &format!("{}/{encoded}", route.base), headers, signed)?;
         let response = route.connector.call(request).await.map_err(|err| Fallback::Transport(err.to_string()))?;
         let status = response.status().as_u16();
@@ -280,7 +270,7 @@ impl Direct {
 
     /// The credentials the SDK would sign with now, from its own identity
     /// cache, if they are still those it signed the probe with.
-    async fn identity(&self, route: &Route) -> Result<Identity, Fallback> {
+    async fn credentials(&self, route: &Route) -> Result<Credentials, Fallback> {
         let identity = route
             .components
             .identity_cache()
@@ -288,7 +278,7 @@ impl Direct {
             .await
             .map_err(|err| Fallback::Credentials(err.to_string()))?;
         match identity.data::<Credentials>() {
-            Some(credentials) if credentials.access_key_id() == route.access_key_id => Ok(identity),
+            Some(credentials) if credentials.access_key_id() == route.access_key_id => Ok(credentials.clone()),
             _ => Err(Fallback::Credentials("not the access key the SDK signed the probe with".into())),
         }
     }
@@ -307,7 +297,7 @@ fn signed_request(
     }
     builder = builder
         .header("x-amz-date", signed.amz_date)
-        .header("x-amz-content-sha256", signed.content_sha256)
+        .header("x-amz-content-sha256", sigv4::EMPTY_SHA256)
         .header("authorization", signed.authorization);
     if let Some(token) = signed.security_token {
         builder = builder.header("x-amz-security-token", token);
@@ -386,16 +376,7 @@ impl Intercept for StopAndLook {
             }
             let connector = client.http_connector(&settings.build(), runtime_components);
             let signer = sigv4::Signer::new(&base, &region)?;
-            let base_path = base.parse::<http::Uri>().ok()?.path().trim_end_matches('/').to_owned();
-            Some(Route {
-                base,
-                base_path,
-                signer,
-                access_key_id,
-                connector,
-                components: runtime_components.clone(),
-                resolver,
-            })
+            Some(Route { base, signer, access_key_id, connector, components: runtime_components.clone(), resolver })
         });
         if let Ok(mut seen) = self.0.lock() {
             *seen = route;

@@ -18,16 +18,16 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// SHA-256 of the empty body, sent as `x-amz-content-sha256`.
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub(super) const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SERVICE: &str = "s3";
 
-/// The headers a signed request carries besides its own.
+/// The headers a signed request carries besides its own and
+/// `x-amz-content-sha256` ([`EMPTY_SHA256`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Signed {
     pub amz_date: String,
     pub authorization: String,
-    pub content_sha256: &'static str,
     pub security_token: Option<String>,
 }
 
@@ -38,23 +38,31 @@ struct DayKey {
     key: Vec<u8>,
 }
 
-/// Signs for one endpoint host and region.
+/// Signs for one route: its host, the path before the key, its region.
 pub(super) struct Signer {
     /// The `host` header as hyper sends it and `aws-sigv4` signs it: the
     /// URL's authority without a scheme's default port.
     host: String,
+    /// The path of the route's base URL, no trailing `/` (`/bucket` when
+    /// path-style, empty when virtual-hosted).
+    base_path: String,
     region: String,
     key: Mutex<Option<DayKey>>,
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("host", &self.host).field("region", &self.region).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("host", &self.host)
+            .field("base_path", &self.base_path)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
     }
 }
 
 impl Signer {
-    /// `None` when `base` is not an absolute http(s) URL with a host.
+    /// For keys under `base` (scheme, authority and any path before the
+    /// key); `None` when it is not an absolute URL with a host.
     pub(super) fn new(base: &str, region: &str) -> Option<Self> {
         let uri: http::Uri = base.parse().ok()?;
         let host = uri.host()?;
@@ -64,15 +72,16 @@ impl Signer {
             Some(port) if !default_port => format!("{host}:{port}"),
             _ => host.to_owned(),
         };
-        Some(Self { host, region: region.to_owned(), key: Mutex::new(None) })
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Some(Self { host, base_path, region: region.to_owned(), key: Mutex::new(None) })
     }
 
-    /// Signs `method` on `path` (as sent: already encoded) with `headers`
-    /// (lower-case names, no two alike), no query and no body.
+    /// Signs `method` on the base's `key` (as sent: already encoded) with
+    /// `headers` (lower-case names, no two alike), no query and no body.
     pub(super) fn sign(
         &self,
         method: &str,
-        path: &str,
+        key: &str,
         headers: &[(&str, &str)],
         credentials: &Credentials,
         now: SystemTime,
@@ -95,7 +104,7 @@ impl Signer {
         let mut signed_headers = String::with_capacity(96);
         let mut request = String::with_capacity(512);
         // Writing into a String cannot fail.
-        let _ = write!(request, "{method}\n{path}\n\n");
+        let _ = write!(request, "{method}\n{}/{key}\n\n", self.base_path);
         for (name, value) in &canonical {
             let _ = writeln!(request, "{name}:{value}");
             if !signed_headers.is_empty() {
@@ -115,7 +124,7 @@ impl Signer {
             "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             credentials.access_key_id()
         );
-        Signed { amz_date, authorization, content_sha256: EMPTY_SHA256, security_token: token.map(str::to_owned) }
+        Signed { amz_date, authorization, security_token: token.map(str::to_owned) }
     }
 
     /// Runs `f` with the signing key of `day` for `secret`, derived only when
@@ -125,14 +134,12 @@ impl Signer {
         let Ok(mut cached) = self.key.lock() else {
             return f(&derive());
         };
-        match cached.as_ref() {
-            Some(held) if held.day == day && held.secret == secret => {}
-            _ => *cached = Some(DayKey { day: day.to_owned(), secret: secret.to_owned(), key: derive() }),
+        if !matches!(&*cached, Some(held) if held.day == day && held.secret == secret) {
+            *cached = None;
         }
-        match cached.as_ref() {
-            Some(held) => f(&held.key),
-            None => f(&derive()),
-        }
+        let held =
+            cached.get_or_insert_with(|| DayKey { day: day.to_owned(), secret: secret.to_owned(), key: derive() });
+        f(&held.key)
     }
 }
 
@@ -190,7 +197,6 @@ mod tests {
         Signed {
             amz_date: header("x-amz-date").expect("x-amz-date"),
             authorization: header("authorization").expect("authorization"),
-            content_sha256: EMPTY_SHA256,
             security_token: header("x-amz-security-token"),
         }
     }
@@ -201,10 +207,10 @@ mod tests {
         let session = Credentials::new("ASIAEXAMPLE", "secret/with+chars", Some("FwoGZX+token/==".into()), None, "t");
         let keys = ["plain.csv", "a%20b%2Bc%25d/%C3%A9/~x_y-z.csv", "dir//x/", "%2Flead", "q%3F%23%26%3D"];
         let bases = [
-            ("http://127.0.0.1:9000/bucket", "/bucket/"),
-            ("https://b.s3.eu-west-1.amazonaws.com", "/"),
-            ("https://b.s3.amazonaws.com:443", "/"),
-            ("http://localhost:80/b", "/b/"),
+            "http://127.0.0.1:9000/bucket",
+            "https://b.s3.eu-west-1.amazonaws.com",
+            "https://b.s3.amazonaws.com:443",
+            "http://localhost:80/b",
         ];
         let header_sets: [&[(&str, &str)]; 4] = [
             &[],
@@ -214,7 +220,7 @@ mod tests {
         ];
         // Across a day's end, so the cached key must change with the day.
         let times = [1_796_169_599u64, 1_796_169_600, 1_796_212_345];
-        for (base, path_start) in bases {
+        for base in bases {
             for region in ["us-east-1", "eu-west-1"] {
                 let signer = Signer::new(base, region).expect("a signer");
                 for credentials in [&plain, &session, &plain] {
@@ -224,9 +230,8 @@ mod tests {
                                 let now = UNIX_EPOCH + Duration::from_secs(secs);
                                 for method in ["GET", "PUT", "DELETE"] {
                                     let uri = format!("{base}/{key}");
-                                    let path = format!("{path_start}{key}");
                                     assert_eq!(
-                                        signer.sign(method, &path, headers, credentials, now),
+                                        signer.sign(method, key, headers, credentials, now),
                                         reference(method, &uri, headers, credentials, region, now),
                                         "{method} {uri} {headers:?} at {secs}"
                                     );
