@@ -18,6 +18,12 @@ cgroup. For every memory size and latency it records:
                 plus requests: per 1,000 objects (mover, at SQS batch sizes
                 1, 10 and 100), per 1,000-file batch (csv-merger), per
                 300,000-file run (the whole merge)
+  floor         the same figures for the runtime alone: a handler that
+                answers the mover's single-object event without moving
+                anything, after two waits of the latency, as long as the
+                move's CopyObject and DeleteObject wait on S3
+                (crates/mover/examples/runtime_floor.rs): what that
+                invocation costs before s3mm's own work
 
 and writes bench/results/lambda-share-<date>.json (date, commit, machine).
 Where the cgroup cannot be made (not root, no cgroup v1 CPU controller)
@@ -62,6 +68,8 @@ ACCESS_KEY, SECRET_KEY = "local-s3-access-key", "local-s3-secret-key"
 MERGE_FILES = 10_000  # 10 batches of 1,000: the batch-generator's and aggregator's run
 BATCH_FILES = 1_000
 MOVER_BATCHES = (1, 10, 100)
+# The runtime alone (crates/mover/examples/runtime_floor.rs), built with the binaries.
+RUNTIME_FLOOR = RELEASE / "examples" / "runtime-floor"
 MEMORY_SIZES = [128, 256, 512, 1024, 1769]
 RUN_FILES = 300_000
 
@@ -224,7 +232,7 @@ class Bench:
 
     # ------------------------------------------------------------ functions
 
-    def start_function(self, name: str, share, env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+    def start_function(self, name: str, share, env: dict[str, str], binary: Path) -> tuple[subprocess.Popen, float]:
         environment = {
             **os.environ,
             **env,
@@ -242,7 +250,7 @@ class Bench:
         }
         started = time.monotonic()
         proc = self.procs.start(
-            share.wrap([str(RELEASE / name)]), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            share.wrap([str(binary)]), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         if isinstance(share, NoShare):
             share.pid = proc.pid
@@ -263,14 +271,15 @@ class Bench:
             raise RuntimeError(f"{name} failed: {answer}")
         return answer, seconds
 
-    def measure(self, name: str, memory_mb: int, env: dict[str, str], payloads) -> dict:
-        """Starts `name` at `memory_mb`'s share; `payloads()` yields
+    def measure(self, name: str, memory_mb: int, env: dict[str, str], payloads, binary: Path | None = None) -> dict:
+        """Starts `name` (its release binary, or `binary` under that
+        function name) at `memory_mb`'s share; `payloads()` yields
         (payload, objects, check) for the cold invocation then each warm one."""
         self.seq += 1
         share = Share(f"s3mm-bench-{os.getpid()}-{self.seq}", memory_mb) if self.throttled else NoShare(memory_mb)
         proc = perf = None
         try:
-            proc, started = self.start_function(name, share, env)
+            proc, started = self.start_function(name, share, env, binary or RELEASE / name)
             warm_ms, cpu_ns, objects = [], 0, 0
             cold_ms = None
             for index, (payload, count, check) in enumerate(payloads()):
@@ -365,6 +374,27 @@ class Bench:
             result["objects_per_invocation"] = batch
             out.append(result)
         return out
+
+    def floor_case(self, memory_mb: int) -> dict:
+        """The runtime alone, answering the mover's single-object SQS event
+        without moving anything, after waiting as long as that move waits
+        on S3 (two requests of the latency each): what a single-object
+        invocation costs before the handler's own work."""
+        def payloads():
+            body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                            "s3": {"bucket": {"name": "src"}, "object": {"key": "incoming/x/obj-0000.bin", "size": 1024}}}]})
+            for _ in range(self.args.warm + 1):
+                def check(answer):
+                    if answer.get("batchItemFailures") != []:
+                        raise RuntimeError(f"runtime-floor: {answer}")
+
+                yield {"Records": [{"messageId": "m0", "eventSource": "aws:sqs", "body": body}]}, 1, check
+
+        waits = 2 if self.latency > 0 else 0
+        env = {"FLOOR_WAITS": str(waits), "FLOOR_WAIT_MS": str(self.latency)}
+        result = self.measure("mover", memory_mb, env, payloads, binary=RUNTIME_FLOOR)
+        result["waits_ms"] = [self.latency] * waits
+        return result
 
     def merge_cases(self, memory_mb: int) -> dict:
         self.seq += 1
@@ -496,6 +526,7 @@ class Bench:
                 row = {"latency_ms": latency, "memory_mb": memory_mb}
                 if self.args.only != "merge":
                     row["mover"] = self.mover_cases(s3, memory_mb)
+                    row["runtime-floor"] = self.floor_case(memory_mb)
                 if self.args.only != "mover":
                     row.update(self.merge_cases(memory_mb))
                 if self.args.only is None:
@@ -545,6 +576,8 @@ def summary_line(row: dict) -> str:
     if "mover" in row:
         movers = ", ".join(f"{c['objects_per_invocation']}/inv {c['warm_ms']} ms {c['cpu_us_per_object']} us/obj" for c in row["mover"])
         parts.append(f"mover {movers}")
+    if "runtime-floor" in row:
+        parts.append(f"runtime alone {row['runtime-floor']['warm_ms']} ms {row['runtime-floor']['cpu_us_per_object']} us/inv")
     if "csv-merger" in row:
         merger = row["csv-merger"]
         parts.append(
@@ -595,6 +628,7 @@ def main() -> None:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     log("cargo build --release --bins")
     subprocess.run(["cargo", "build", "--release", "--bins", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--example", "runtime-floor", "-p", "mover", "--quiet"], cwd=ROOT, check=True)
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="s3mm-lambda-share-") as work:
         try:
