@@ -6,7 +6,8 @@ given) and writes, for the run at 20 ms per request:
   docs/lambda-share-duration.svg   warm duration against memory, per function
   docs/lambda-share-cost.svg       Lambda cost per unit of work against memory
 
-and prints the Markdown table the README shows. Plain SVG, no plotting
+and prints the Markdown table the README shows (with a column for the
+runtime alone when the results have it). Plain SVG, no plotting
 library: the script needs only Python.
 
 It also picks each per-object function's memory by the rule the README
@@ -102,17 +103,24 @@ def svg(title: str, unit: str, curves: dict[str, list], memories: list[int]) -> 
 
 
 def table(report: dict) -> str:
+    # Results from before the bench ran the runtime alone have no floor column.
+    floor = all("runtime-floor" in row for row in report["rows"])
     lines = [
-        "| latency | memory | mover 1 obj: warm ms / CPU µs | mover 10: ms / µs per obj | mover 100: ms / µs per obj "
+        "| latency | memory | mover 1 obj: warm ms / CPU µs "
+        + ("| runtime alone, same waits: CPU µs " if floor else "")
+        + "| mover 10: ms / µs per obj | mover 100: ms / µs per obj "
         "| csv-merger 1,000 files: cold ms / warm ms / µs per file / RSS MiB | batch-generator 10k: ms | aggregator: ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if floor else ""),
     ]
     for row in report["rows"]:
         m = {c["objects_per_invocation"]: c for c in row["mover"]}
         merger = row["csv-merger"]
+        cells = [f"| {m[n]['warm_ms']} / {m[n]['cpu_us_per_object']} " for n in (1, 10, 100)]
+        if floor:
+            cells.insert(1, f"| {row['runtime-floor']['cpu_us_per_object']} ")
         lines.append(
             f"| {row['latency_ms']} ms | {row['memory_mb']} MB "
-            + "".join(f"| {m[n]['warm_ms']} / {m[n]['cpu_us_per_object']} " for n in (1, 10, 100))
+            + "".join(cells)
             + f"| {merger['cold_start_ms']} / {merger['warm_ms']} / {merger['cpu_us_per_object']} / {merger['peak_rss_mib']} "
             + f"| {row['batch-generator']['warm_ms']} | {row['results-aggregator']['warm_ms']} |"
         )
