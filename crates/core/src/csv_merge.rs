@@ -1,11 +1,13 @@
 //! CSV framing and merging, byte for byte. Each source file's header record
 //! is found with a real CSV parser (csv-core), so a quoted newline inside a
 //! header or a row never splits it; data rows are copied exactly as they
-//! are, never re-quoted. The rules: the first file's header is the header; a
-//! UTF-8 BOM is dropped; CRLF and LF are both accepted; a missing final
-//! newline is added; an empty or header-only file adds no row; a file whose
-//! header differs, or that ends inside a quoted field, is skipped; a row
-//! whose field count differs is kept and counted.
+//! are, never re-quoted, each ending with the header's line ending. The
+//! rules: the first file's header is the header; a UTF-8 BOM is dropped;
+//! CRLF and LF are both accepted, and the output has one line ending, the
+//! header's (a missing final newline is added with it); an empty or
+//! header-only file adds no row; a file whose header differs, or that ends
+//! inside a quoted field, is skipped; a row whose field count differs is
+//! kept and counted.
 
 use csv_core::{ReadRecordResult, Reader};
 
@@ -277,10 +279,11 @@ impl CsvMerger {
         }
         let mut odd_rows = 0;
         for record in &records[1..] {
-            self.write(&data[record.start..record.end]);
-            if record.end == record.content_end {
-                self.write_terminator();
-            }
+            // Every row ends as the header does, whatever its file used: an
+            // output of CRLF and LF rows is refused by strict readers
+            // (DuckDB's default). Newlines inside quotes are content, kept.
+            self.write(&data[record.start..record.content_end]);
+            self.write_terminator();
             if record.fields != self.header_fields {
                 odd_rows += 1;
             }
@@ -334,7 +337,9 @@ mod tests {
     #[test]
     fn crlf_and_lf_mixed() {
         let (out, outcomes) = merge(&[b"a,b\r\n1,2\r\n", b"a,b\n3,4\n", b"a,b\r\n5,6"]);
-        assert_eq!(out, "a,b\r\n1,2\r\n3,4\n5,6\r\n");
+        assert_eq!(out, "a,b\r\n1,2\r\n3,4\r\n5,6\r\n", "every row ends as the header does");
+        let (out, _) = merge(&[b"a,b\n1,2\n", b"a,b\r\n3,4\r\n\"x\r\ny\",5\r\n"]);
+        assert_eq!(out, "a,b\n1,2\n3,4\n\"x\r\ny\",5\n", "a newline inside quotes is content, kept");
         assert_eq!(outcomes[2], FileOutcome::Merged { rows: 1, odd_rows: 0 });
     }
 
@@ -351,7 +356,7 @@ mod tests {
     #[test]
     fn a_quoted_newline_inside_the_header() {
         let (out, outcomes) = merge(&[b"\"a\nb\",c\n1,2\n", b"\"a\nb\",c\r\n3,4\r\n"]);
-        assert_eq!(out, "\"a\nb\",c\n1,2\n3,4\r\n");
+        assert_eq!(out, "\"a\nb\",c\n1,2\n3,4\n");
         assert_eq!(outcomes[1], FileOutcome::Merged { rows: 1, odd_rows: 0 });
     }
 

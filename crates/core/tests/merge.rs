@@ -81,7 +81,7 @@ async fn bom_on_some_files_is_dropped() {
 async fn crlf_and_lf_mixed() {
     let (_, _, out) =
         merge_files(&[("a.csv", b"id,v\r\n1,a\r\n"), ("b.csv", b"id,v\n2,b\n"), ("c.csv", b"id,v\r\n3,c\r\n")]).await;
-    assert_eq!(out, "id,v\r\n1,a\r\n2,b\n3,c\r\n");
+    assert_eq!(out, "id,v\r\n1,a\r\n2,b\r\n3,c\r\n");
 }
 
 #[tokio::test]

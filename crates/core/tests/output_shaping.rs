@@ -1,6 +1,6 @@
 //! Output shaping against local-s3: gzip outputs that independent readers
-//! (gzip(1), Python's gzip + csv) read back to exactly the plain run's
-//! rows, and batches cut by the summed sizes of their files.
+//! (gzip(1), Python's gzip + csv, pandas, DuckDB) read back to exactly the
+//! plain run's rows, and batches cut by the summed sizes of their files.
 
 use futures::{StreamExt, stream};
 use s3mm_core::direct::Direct;
@@ -128,6 +128,50 @@ async fn gzip_outputs_read_back_to_exactly_the_plain_runs_rows() {
     assert_eq!(rows.as_array().map(Vec::len), Some(1 + expected_rows));
     assert_eq!(gzip.report.rows, plain.report.rows);
     assert!(gzip.report.bytes < plain.report.bytes, "compressed: {} vs {}", gzip.report.bytes, plain.report.bytes);
+}
+
+/// pandas and DuckDB, each reading the gzip file as an analytics job
+/// would (by its own decompression and CSV parsing, every field as text),
+/// print the rows as JSON: `{"pandas": [...], "duckdb": [...]}`.
+const READERS_ROWS: &str = r#"import duckdb, io, json, os, sys, tempfile
+import pandas as pd
+data = sys.stdin.buffer.read()
+frame = pd.read_csv(io.BytesIO(data), compression='gzip', header=None, dtype=str, keep_default_na=False, encoding='utf-8')
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'merged.csv.gz')
+    with open(path, 'wb') as f:
+        f.write(data)
+    sql = "select * from read_csv('" + path + "', header=false, all_varchar=true, delim=',', quote='\"', escape='\"', compression='gzip')"
+    rows = duckdb.sql(sql).fetchall()
+print(json.dumps({'pandas': frame.values.tolist(), 'duckdb': [['' if v is None else v for v in row] for row in rows]}))"#;
+
+/// The Python of `.venv-readers` (pandas and duckdb, pinned in
+/// scripts/tools.sh), or `S3MM_READERS_PYTHON`.
+fn readers_python() -> String {
+    let python = std::env::var("S3MM_READERS_PYTHON")
+        .unwrap_or_else(|_| format!("{}/../../.venv-readers/bin/python", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} not found: scripts/test.sh installs pandas and duckdb into .venv-readers"
+    );
+    python
+}
+
+#[tokio::test]
+#[ignore = "needs pandas and duckdb (.venv-readers, which scripts/test.sh installs); CI runs it"]
+async fn gzip_outputs_read_back_in_pandas_and_duckdb_to_the_plain_runs_rows() {
+    let python = readers_python();
+    let f = S3Fixture::start(&["b-in", "b-out"]).await;
+    seed_varied(&f, 700);
+    let plain = run(&f, input("plain", json!({}))).await;
+    let gzip = run(&f, input("gzip", json!({"compression": "gzip"}))).await;
+    let merged = object(&f, plain.report.merged_key.as_deref().expect("plain single output"));
+    let merged_gz = object(&f, gzip.report.merged_key.as_deref().expect("gzip single output"));
+    let expected = python_rows(&merged);
+    assert!(expected.as_array().is_some_and(|rows| rows.len() > 500), "the plain run has its rows");
+    let read: Value = serde_json::from_slice(&pipe(&python, &["-c", READERS_ROWS], &merged_gz)).expect("readers' JSON");
+    assert_eq!(read["pandas"], expected, "pandas reads the plain run's rows from the gzip output");
+    assert_eq!(read["duckdb"], expected, "DuckDB reads the plain run's rows from the gzip output");
 }
 
 #[tokio::test]
