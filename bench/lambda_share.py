@@ -344,30 +344,12 @@ class Bench:
                     self.seq += 1
                     keys = [f"incoming/{self.seq}/obj-{i:04}.bin" for i in range(batch)]
                     self.put_many(s3, "src", [(k, b"x" * 1024) for k in keys])
-                    records = [
-                        {
-                            "messageId": f"m{i}",
-                            "eventSource": "aws:sqs",
-                            "body": json.dumps(
-                                {
-                                    "Records": [
-                                        {
-                                            "eventSource": "aws:s3",
-                                            "eventName": "ObjectCreated:Put",
-                                            "s3": {"bucket": {"name": "src"}, "object": {"key": k, "size": 1024}},
-                                        }
-                                    ]
-                                }
-                            ),
-                        }
-                        for i, k in enumerate(keys)
-                    ]
 
                     def check(answer):
                         if answer.get("batchItemFailures") != []:
                             raise RuntimeError(f"mover: {answer}")
 
-                    yield {"Records": records}, batch, check
+                    yield sqs_event(keys), batch, check
 
             env = {"DEST_BUCKET": "dst", "DEST_PREFIX": "archive/", "SOURCE_PREFIX": "incoming/"}
             result = self.measure("mover", memory_mb, env, payloads)
@@ -381,14 +363,12 @@ class Bench:
         on S3 (two requests of the latency each): what a single-object
         invocation costs before the handler's own work."""
         def payloads():
-            body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                                            "s3": {"bucket": {"name": "src"}, "object": {"key": "incoming/x/obj-0000.bin", "size": 1024}}}]})
             for _ in range(self.args.warm + 1):
                 def check(answer):
                     if answer.get("batchItemFailures") != []:
                         raise RuntimeError(f"runtime-floor: {answer}")
 
-                yield {"Records": [{"messageId": "m0", "eventSource": "aws:sqs", "body": body}]}, 1, check
+                yield sqs_event(["incoming/x/obj-0000.bin"]), 1, check
 
         waits = 2 if self.latency > 0 else 0
         env = {"FLOOR_WAITS": str(waits), "FLOOR_WAIT_MS": str(self.latency)}
@@ -548,6 +528,31 @@ class Bench:
             "rows": results,
             "peers": peers,
         }
+
+
+def sqs_event(keys: list[str]) -> dict:
+    """An SQS batch as Lambda delivers it, one message per key, each
+    carrying the S3 notification of that key's 1 KiB upload to `src`."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "eventSource": "aws:sqs",
+                "body": json.dumps(
+                    {
+                        "Records": [
+                            {
+                                "eventSource": "aws:s3",
+                                "eventName": "ObjectCreated:Put",
+                                "s3": {"bucket": {"name": "src"}, "object": {"key": k, "size": 1024}},
+                            }
+                        ]
+                    }
+                ),
+            }
+            for i, k in enumerate(keys)
+        ]
+    }
 
 
 def gb_second(memory_mb: float) -> float:

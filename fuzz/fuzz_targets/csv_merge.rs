@@ -216,8 +216,7 @@ impl Model {
         for rec in &recs[1..] {
             self.output.extend_from_slice(&rec.content);
             // Every row ends as the header does.
-            let term = self.terminator.clone();
-            self.output.extend_from_slice(&term);
+            self.output.extend_from_slice(&self.terminator);
             if rec.fields != header_fields {
                 odd_rows += 1;
             }
