@@ -1,8 +1,11 @@
 """Each Lambda binary at its memory's CPU share, as Lambda runs it.
 
 Lambda gives a function CPU in proportion to its memory: one vCPU at
-1,769 MB, so 7% of a core at 128 MB. This bench runs the release binaries
-of the four functions under cargo-lambda's runtime emulator
+1,769 MB, so 7% of a core at 128 MB. This bench runs the four functions'
+binaries as `sam build` makes them (`cargo lambda build --release`, whose
+release optimizations are one codegen unit, thin LTO, panic=abort and, on
+x86_64, target-cpu=haswell; a plain `cargo build --release` spent 10-25%
+more CPU per invocation) under cargo-lambda's runtime emulator
 (`cargo lambda watch --only-lambda-apis`), each process in a cgroup (v1 CPU
 controller) whose quota is its memory's share, against local-s3 answering
 every request after LATENCY ms; local-s3 and the emulator stay outside the
@@ -60,6 +63,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "target" / "release"
+# `cargo lambda build` writes each binary to target/lambda/NAME/bootstrap.
+LAMBDA_DIR = ROOT / "target" / "lambda"
+FUNCTIONS = ("mover", "csv-merger", "batch-generator", "results-aggregator")
 PRICES = json.loads((ROOT / "crates" / "core" / "data" / "aws-prices.json").read_text())
 FULL_SHARE_MB = 1769
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
@@ -69,7 +75,7 @@ MERGE_FILES = 10_000  # 10 batches of 1,000: the batch-generator's and aggregato
 BATCH_FILES = 1_000
 MOVER_BATCHES = (1, 10, 100)
 # The runtime alone (crates/mover/examples/runtime_floor.rs), built with the binaries.
-RUNTIME_FLOOR = RELEASE / "examples" / "runtime-floor"
+RUNTIME_FLOOR = LAMBDA_DIR / "runtime-floor" / "bootstrap"
 MEMORY_SIZES = [128, 256, 512, 1024, 1769]
 RUN_FILES = 300_000
 
@@ -279,11 +285,13 @@ class Bench:
         share = Share(f"s3mm-bench-{os.getpid()}-{self.seq}", memory_mb) if self.throttled else NoShare(memory_mb)
         proc = perf = None
         try:
-            proc, started = self.start_function(name, share, env, binary or RELEASE / name)
+            proc, started = self.start_function(name, share, env, binary or LAMBDA_DIR / name / "bootstrap")
             warm_ms, cpu_ns, objects = [], 0, 0
             cold_ms = None
+            switches = invocations = 0
             for index, (payload, count, check) in enumerate(payloads()):
                 before = share.cpu_ns() if index > 0 else 0
+                switches_before = self.context_switches(proc.pid) if index > 0 else 0
                 answer, seconds = self.invoke(name, payload)
                 check(answer)
                 if index == 0:
@@ -291,6 +299,8 @@ class Bench:
                     perf = self.start_perf(name, memory_mb, proc.pid)
                 else:
                     cpu_ns += share.cpu_ns() - before
+                    switches += self.context_switches(proc.pid) - switches_before
+                    invocations += 1
                     warm_ms.append(seconds * 1000)
                     objects += count
             rss_kib = self.peak_rss_kib(proc.pid)
@@ -301,6 +311,7 @@ class Bench:
                 "warm_ms_all": [round(ms, 1) for ms in warm_ms],
                 "cpu_us_per_object": round(cpu_ns / 1000 / max(objects, 1), 1),
                 "peak_rss_mib": round(rss_kib / 1024, 1),
+                "context_switches_per_invocation": round(switches / max(invocations, 1), 1),
             }
         finally:
             if perf is not None:
@@ -325,6 +336,17 @@ class Bench:
         )
         time.sleep(0.5)  # perf attaches asynchronously; a profile, not a measurement
         return perf
+
+    @staticmethod
+    def context_switches(pid: int) -> int:
+        """Every time the function's threads left the CPU: each is a wake-up
+        to come, and after an idle wait a wake-up runs on cold caches."""
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split()[1])
+        return total
 
     @staticmethod
     def peak_rss_kib(pid: int) -> int:
@@ -519,6 +541,7 @@ class Bench:
             "date": datetime.date.today().isoformat(),
             "commit": commit(),
             "machine": machine(),
+            "build": "cargo lambda build --release, as sam build: codegen-units=1, lto=thin, panic=abort, target-cpu=haswell",
             "cpu_share": "cgroup v1 cpu quota, 100,000 us period, MB/1,769 of a core"
             if self.throttled
             else f"unthrottled ({Share.available()})",
@@ -579,10 +602,10 @@ def costs(row: dict) -> dict:
 def summary_line(row: dict) -> str:
     parts = []
     if "mover" in row:
-        movers = ", ".join(f"{c['objects_per_invocation']}/inv {c['warm_ms']} ms {c['cpu_us_per_object']} us/obj" for c in row["mover"])
+        movers = ", ".join(f"{c['objects_per_invocation']}/inv {c['warm_ms']} ms {c['cpu_us_per_object']} us/obj {c['context_switches_per_invocation']} cs/inv" for c in row["mover"])
         parts.append(f"mover {movers}")
     if "runtime-floor" in row:
-        parts.append(f"runtime alone {row['runtime-floor']['warm_ms']} ms {row['runtime-floor']['cpu_us_per_object']} us/inv")
+        parts.append(f"runtime alone {row['runtime-floor']['warm_ms']} ms {row['runtime-floor']['cpu_us_per_object']} us/inv {row['runtime-floor']['context_switches_per_invocation']} cs/inv")
     if "csv-merger" in row:
         merger = row["csv-merger"]
         parts.append(
@@ -621,8 +644,8 @@ def main() -> None:
         "--perf",
         type=Path,
         metavar="DIR",
-        help="record each function's warm invocations with `perf record` into DIR (build with symbols: "
-        "CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only)",
+        help="record each function's warm invocations with `perf record` into DIR (with symbols: "
+        "CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only in the environment)",
     )
     args = parser.parse_args()
     if shutil.which("cargo") is None:
@@ -631,9 +654,18 @@ def main() -> None:
     if why_not:
         log(f"CPU shares cannot be emulated here ({why_not}): running UNTHROTTLED, labelled so in the results")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    log("cargo build --release --bins")
-    subprocess.run(["cargo", "build", "--release", "--bins", "--quiet"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "--example", "runtime-floor", "-p", "mover", "--quiet"], cwd=ROOT, check=True)
+    if shutil.which("cargo-lambda") is None:
+        sys.exit("cargo-lambda is not on PATH (scripts/tools.sh's pip_ensure installs it into .venv)")
+    # The functions as `sam build` makes them, the runtime alone with the
+    # same optimizations; local-s3 is the server, not measured.
+    functions = [arg for name in FUNCTIONS for arg in ("--bin", name)]
+    log("cargo lambda build --release (the four functions, then the runtime alone)")
+    subprocess.run(["cargo", "lambda", "build", "--release", "--quiet", *functions], cwd=ROOT, check=True)
+    subprocess.run(
+        ["cargo", "lambda", "build", "--release", "--quiet", "-p", "mover", "--example", "runtime-floor"], cwd=ROOT, check=True
+    )
+    log("cargo build --release -p local-s3")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "local-s3"], cwd=ROOT, check=True)
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="s3mm-lambda-share-") as work:
         try:

