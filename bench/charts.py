@@ -168,8 +168,9 @@ def measured_durations(path: Path, report: dict, chosen: dict[str, dict], rows: 
         "date": report["date"],
         "results": str(shown),
         "source": (
-            f"{shown} (bench/lambda_share.py at commit {report['commit']}, {report['machine']}): the release "
-            "binaries under cargo-lambda's runtime emulator, each in a cgroup CPU quota of its memory's share "
+            f"{shown} (bench/lambda_share.py at commit {report['commit']}, {report['machine']}): "
+            + (f"the functions built by {report['build']}," if "build" in report else "the release binaries")
+            + " under cargo-lambda's runtime emulator, each in a cgroup CPU quota of its memory's share "
             f"({report['cpu_share']}), local-s3 at 20 ms per request, median of at least "
             f"{report['warm_invocations']} warm invocations; memory chosen by bench/charts.py's rule"
         ),

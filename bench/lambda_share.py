@@ -4,8 +4,8 @@ Lambda gives a function CPU in proportion to its memory: one vCPU at
 1,769 MB, so 7% of a core at 128 MB. This bench runs the four functions'
 binaries as `sam build` makes them (`cargo lambda build --release`, whose
 release optimizations are one codegen unit, thin LTO, panic=abort and, on
-x86_64, target-cpu=haswell; a plain `cargo build --release` spent 10-25%
-more CPU per invocation) under cargo-lambda's runtime emulator
+x86_64, target-cpu=haswell; a plain `cargo build --release` spent 1.1-1.5x
+the CPU per invocation) under cargo-lambda's runtime emulator
 (`cargo lambda watch --only-lambda-apis`), each process in a cgroup (v1 CPU
 controller) whose quota is its memory's share, against local-s3 answering
 every request after LATENCY ms; local-s3 and the emulator stay outside the
@@ -36,7 +36,8 @@ Everything it starts (local-s3, the emulator, the functions) is stopped by
 pid. Nothing leaves 127.0.0.1.
 
 Usage:
-  bash scripts/bench-tools.sh              # boto3 for seeding, into .venv-bench/
+  bash scripts/bench-tools.sh              # boto3 for seeding, into .venv-bench/;
+                                           # cargo-lambda and zig, into .venv/
   .venv-bench/bin/python bench/lambda_share.py [--latency-ms 20,0]
       [--memory 128,256,512,1024,1769] [--warm 5]
   python3 bench/charts.py                  # SVG charts under docs/ from the JSON
@@ -654,8 +655,12 @@ def main() -> None:
     if why_not:
         log(f"CPU shares cannot be emulated here ({why_not}): running UNTHROTTLED, labelled so in the results")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    # scripts/bench-tools.sh installs the pinned cargo-lambda and zig there.
+    venv_bin = ROOT / ".venv" / "bin"
+    if (venv_bin / "cargo-lambda").exists():
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     if shutil.which("cargo-lambda") is None:
-        sys.exit("cargo-lambda is not on PATH (scripts/tools.sh's pip_ensure installs it into .venv)")
+        sys.exit("cargo-lambda is neither in .venv/bin nor on PATH: bash scripts/bench-tools.sh installs it")
     # The functions as `sam build` makes them, the runtime alone with the
     # same optimizations; local-s3 is the server, not measured.
     functions = [arg for name in FUNCTIONS for arg in ("--bin", name)]

@@ -13,5 +13,4 @@ fi
 # shellcheck source=scripts/tools.sh
 source scripts/tools.sh
 pip_ensure .venv "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION"
-echo "put .venv/bin on PATH for the lambda-share bench: PATH=\"\$PWD/.venv/bin:\$PATH\""
 command -v hyperfine >/dev/null || echo "hyperfine: apt-get install -y hyperfine (Debian) for whole-command timings"
