@@ -542,7 +542,8 @@ class Bench:
             "date": datetime.date.today().isoformat(),
             "commit": commit(),
             "machine": machine(),
-            "build": "cargo lambda build --release, as sam build: codegen-units=1, lto=thin, panic=abort, target-cpu=haswell",
+            "build": f"cargo lambda build --release ({cargo_lambda_version()}), as sam build: its release optimizations "
+            "codegen-units=1, lto=thin, panic=abort, target-cpu=haswell",
             "cpu_share": "cgroup v1 cpu quota, 100,000 us period, MB/1,769 of a core"
             if self.throttled
             else f"unthrottled ({Share.available()})",
@@ -623,6 +624,13 @@ def commit() -> str:
         return head + ("-dirty" if dirty else "")
     except OSError:
         return "unknown"
+
+
+def cargo_lambda_version() -> str:
+    """`cargo-lambda 1.9.2`: the release optimizations named in the results
+    are that version's."""
+    out = subprocess.run(["cargo", "lambda", "--version"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return " ".join(out.split()[:2])
 
 
 def machine() -> str:
