@@ -289,7 +289,7 @@ class Bench:
             proc, started = self.start_function(name, share, env, binary or LAMBDA_DIR / name / "bootstrap")
             warm_ms, cpu_ns, objects = [], 0, 0
             cold_ms = None
-            switches = invocations = 0
+            switches = 0
             for index, (payload, count, check) in enumerate(payloads()):
                 before = share.cpu_ns() if index > 0 else 0
                 switches_before = self.context_switches(proc.pid) if index > 0 else 0
@@ -301,7 +301,6 @@ class Bench:
                 else:
                     cpu_ns += share.cpu_ns() - before
                     switches += self.context_switches(proc.pid) - switches_before
-                    invocations += 1
                     warm_ms.append(seconds * 1000)
                     objects += count
             rss_kib = self.peak_rss_kib(proc.pid)
@@ -312,7 +311,7 @@ class Bench:
                 "warm_ms_all": [round(ms, 1) for ms in warm_ms],
                 "cpu_us_per_object": round(cpu_ns / 1000 / max(objects, 1), 1),
                 "peak_rss_mib": round(rss_kib / 1024, 1),
-                "context_switches_per_invocation": round(switches / max(invocations, 1), 1),
+                "context_switches_per_invocation": round(switches / max(len(warm_ms), 1), 1),
             }
         finally:
             if perf is not None:
